@@ -1,0 +1,107 @@
+"""The proxy's shared parts, built once per server and passed to every handler.
+
+Nothing here is global: tests build as many independent apps as they like.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .access import allowed_hosts
+from .assemble import Assembler
+from .config import Settings
+from .netio import UpstreamPool, close_quietly
+from .pricing import PriceTable
+from .recorder import Recorder
+from .store import Store
+
+
+def load_prices(settings: Settings) -> PriceTable:
+    """The bundled price table, with the CCXRAY_PRICES file's rows layered over it."""
+    if not settings.prices_path:
+        return PriceTable.load()
+    with open(settings.prices_path, encoding="utf-8") as fh:
+        return PriceTable.load(fh.read())
+
+
+def build_recorder(settings: Settings) -> Recorder:
+    """A recorder writing under ``settings.logs_dir``."""
+    return Recorder(Store(settings.logs_dir), Assembler(load_prices(settings)))
+
+
+@dataclass(eq=False)
+class ConnEntry:
+    """One client connection thread's sockets, so a stopping server can unblock it."""
+
+    sock: socket.socket
+    busy: bool = False
+    on_stop: list[Callable[[], None]] = field(default_factory=list)   # polite end (WebSocket 1001)
+    on_abort: list[Callable[[], None]] = field(default_factory=list)  # hard end (close upstream)
+
+    def stop(self) -> None:
+        for fn in list(self.on_stop):
+            fn()
+
+    def abort(self) -> None:
+        for fn in list(self.on_abort):
+            fn()
+        close_quietly(self.sock)
+
+
+class App:
+    """Settings, recorder, upstream pool and the registry of live connections."""
+
+    def __init__(self, settings: Settings, recorder: Recorder) -> None:
+        self.settings = settings
+        self.recorder = recorder
+        self.pool = UpstreamPool(settings.tunnel, settings.connect_timeout_s, settings.read_timeout_s)
+        self.stopping = threading.Event()
+        self.port = settings.port
+        self.allowed_hosts = allowed_hosts(settings.host, settings.port)
+        self._conns: set[ConnEntry] = set()
+        self._lock = threading.Condition()
+
+    def set_port(self, port: int) -> None:
+        self.port = port
+        self.allowed_hosts = allowed_hosts(self.settings.host, port)
+
+    def register(self, entry: ConnEntry) -> None:
+        with self._lock:
+            self._conns.add(entry)
+
+    def unregister(self, entry: ConnEntry) -> None:
+        with self._lock:
+            self._conns.discard(entry)
+            self._lock.notify_all()
+
+    def set_busy(self, entry: ConnEntry, busy: bool) -> None:
+        with self._lock:
+            entry.busy = busy
+            self._lock.notify_all()
+
+    def abort_idle(self) -> None:
+        with self._lock:
+            idle = [c for c in self._conns if not c.busy]
+        for entry in idle:
+            entry.abort()
+
+    def stop_all(self) -> None:
+        """Ask long-lived connections (WebSockets) to end politely."""
+        with self._lock:
+            entries = list(self._conns)
+        for entry in entries:
+            entry.stop()
+
+    def wait_quiet(self, timeout_s: float) -> bool:
+        """Wait until no connection is busy; False if the grace period ran out."""
+        with self._lock:
+            return self._lock.wait_for(lambda: not any(c.busy for c in self._conns), timeout_s)
+
+    def abort_all(self) -> None:
+        with self._lock:
+            entries = list(self._conns)
+        for entry in entries:
+            entry.abort()

@@ -1,0 +1,196 @@
+"""Turns relay facts into what is written: index lines, sidecars, shared files.
+
+Runs on the recorder's thread only (no locks needed). Pure apart from the
+wall-clock timestamps carried in by the facts themselves.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import headers as hdr
+from .decode import decode_body
+from .pricing import PriceTable
+from .record import HttpCall, WsClosed, WsFrame, WsOpened, index_line, iso_ms
+from .sessions import Identity, SessionTracker, identify
+from .summarize import summarize_http, summarize_turn
+from .wire.codex_ws import Turn, TurnTracker
+
+MAX_RECORDED_FRAME_BYTES = 64 * 1024 * 1024  # per connection; beyond it frames are logged by size
+
+
+@dataclass
+class Writes:
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    sidecars: list[tuple[str, str, object]] = field(default_factory=list)
+    shared: list[tuple[str, object]] = field(default_factory=list)
+
+
+@dataclass
+class _WsState:
+    opened: WsOpened
+    identity: Identity
+    tracker: TurnTracker
+    frames: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {"c2u": [], "u2c": []})
+    kept_bytes: int = 0
+    turns: int = 0
+
+
+def _provider(route_provider: str) -> str:
+    return "openai" if route_provider == "chatgpt" else route_provider
+
+
+def _meta(method: str, url: str, upstream_url: str | None, req_headers: list[tuple[str, str]],
+          status: int | None, resp_headers: list[tuple[str, str]]) -> dict[str, Any]:
+    return {
+        "request": {"method": method, "url": url, "upstreamUrl": upstream_url,
+                    "headers": hdr.redact(req_headers)},
+        "response": {"status": status, "headers": hdr.redact(resp_headers)},
+    }
+
+
+def _identity_fields(ident: Identity) -> dict[str, Any]:
+    return {
+        "sessionId": ident.session_id, "sessionInferred": ident.session_inferred,
+        "agent": ident.agent, "agentType": ident.agent_type,
+        "isSubagent": ident.is_subagent, "cwd": ident.cwd,
+    }
+
+
+def _frame_json(frame: WsFrame, started: float) -> dict[str, Any]:
+    rec: dict[str, Any] = {"ts": round((frame.ts - started) * 1000, 3), "dir": frame.direction, "size": frame.size}
+    if frame.text is None:
+        rec["binary"] = True
+    elif frame.truncated:
+        rec["truncated"] = True
+    else:
+        try:
+            rec["data"] = json.loads(frame.text)
+        except ValueError:
+            rec["text"] = frame.text
+    return rec
+
+
+class Assembler:
+    """Per-item logic of the recorder; owns session and WebSocket turn state."""
+
+    def __init__(self, prices: PriceTable, sessions: SessionTracker | None = None) -> None:
+        self.prices = prices
+        self.sessions = sessions or SessionTracker()
+        self._ws: dict[str, _WsState] = {}
+
+    def handle(self, item: object) -> Writes:
+        if isinstance(item, HttpCall):
+            return self._http(item)
+        if isinstance(item, WsOpened):
+            return self._ws_opened(item)
+        if isinstance(item, WsFrame):
+            return self._ws_frame(item)
+        if isinstance(item, WsClosed):
+            return self._ws_closed(item)
+        raise TypeError(f"recorder got an unknown item {type(item).__name__}")
+
+    # -- HTTP -------------------------------------------------------------
+
+    def _http(self, call: HttpCall) -> Writes:
+        raw = b"".join(call.resp_body)
+        body, undecoded = decode_body(raw, call.resp_headers)
+        summary = summarize_http(_provider(call.provider), call.req_headers, call.req_body,
+                                 call.resp_headers, body if undecoded is None else b"",
+                                 call.status, self.prices)
+        ident = self.sessions.resolve(summary.identity, call.started)
+        fields = dict(summary.fields)
+        fields.update(_identity_fields(ident))
+        response: object = summary.response
+        if undecoded is not None:
+            response = {"undecoded": undecoded, "size": len(raw), "base64": base64.b64encode(raw[:1 << 20]).decode()}
+        if call.resp_truncated:
+            fields["responseTruncated"] = True
+        line = index_line(
+            id=call.id, ts=iso_ms(call.started + (call.elapsed_s or 0)), receivedAt=int(call.started * 1000),
+            kind="call", transport="http", provider=_provider(call.provider), method=call.method,
+            url=call.url, status=call.status,
+            elapsed=None if call.elapsed_s is None else round(call.elapsed_s * 1000, 1),
+            ttfb=None if call.first_byte_s is None else round(call.first_byte_s * 1000, 1),
+            isSSE=summary.is_sse, error=call.error, **fields,
+        )
+        writes = Writes(lines=[line])
+        writes.sidecars += [
+            (call.id, "req", summary.request),
+            (call.id, "res", response),
+            (call.id, "meta", _meta(call.method, call.url, call.upstream_url, call.req_headers,
+                                    call.status, call.resp_headers)),
+        ]
+        self._remember_prompt(summary, ident, writes)
+        return writes
+
+    def _remember_prompt(self, summary: Any, ident: Identity, writes: Writes) -> None:
+        system_text = getattr(summary, "system_text", None)
+        if ident.agent != "codex" or not system_text or not ident.agent_type:
+            return
+        prompt_hash = self.sessions.remember_prompt_agent(system_text, ident.agent_type)
+        if prompt_hash:
+            writes.shared.append((f"openai_prompt_meta_{prompt_hash}", {"agentType": ident.agent_type}))
+
+    # -- WebSocket ----------------------------------------------------------
+
+    def _ws_opened(self, opened: WsOpened) -> Writes:
+        ident = self.sessions.resolve(identify(_provider(opened.provider), opened.req_headers, None), opened.started)
+        self._ws[opened.id] = _WsState(opened, ident, TurnTracker(opened.id))
+        return Writes()
+
+    def _ws_frame(self, frame: WsFrame) -> Writes:
+        state = self._ws.get(frame.conn_id)
+        if state is None:
+            return Writes()
+        if frame.text is not None and state.kept_bytes + frame.size > MAX_RECORDED_FRAME_BYTES:
+            frame.truncated = True
+        elif frame.text is not None:
+            state.kept_bytes += frame.size
+        state.frames[frame.direction].append(_frame_json(frame, state.opened.started))
+        text = None if frame.truncated else frame.text
+        return self._turn_writes(state, state.tracker.on_frame(frame.direction, frame.ts, text, frame.size))
+
+    def _turn_writes(self, state: _WsState, turns: list[Turn]) -> Writes:
+        writes = Writes()
+        for turn in turns:
+            state.turns += 1
+            turn_id = f"{state.opened.id}-t{turn.index}"
+            ident = identify("openai", state.opened.req_headers, turn.request)
+            ident = self.sessions.resolve(ident if ident.session_id else state.identity, turn.started)
+            fields = summarize_turn(turn, self.prices)
+            fields.update(_identity_fields(ident))
+            writes.lines.append(index_line(
+                id=turn_id, ts=iso_ms(turn.ended), receivedAt=int(turn.started * 1000), kind="turn",
+                transport="websocket", provider=_provider(state.opened.provider), method="WS",
+                url=state.opened.url, status=None if turn.partial else 200, isSSE=False,
+                connectionId=state.opened.id, error=turn.error, **fields,
+            ))
+            writes.sidecars += [(turn_id, "req", turn.request), (turn_id, "res", turn.events)]
+        return writes
+
+    def _ws_closed(self, closed: WsClosed) -> Writes:
+        state = self._ws.pop(closed.conn_id, None)
+        if state is None:
+            return Writes()
+        end_ts = state.opened.started + closed.elapsed_s
+        writes = self._turn_writes(state, state.tracker.finish(end_ts, "connection closed before the turn ended"))
+        opened = state.opened
+        writes.lines.append(index_line(
+            id=opened.id, ts=iso_ms(end_ts), receivedAt=int(opened.started * 1000), kind="connection",
+            transport="websocket", provider=_provider(opened.provider), method="GET", url=opened.url,
+            status=closed.status, elapsed=round(closed.elapsed_s * 1000, 1), isSSE=False,
+            error=closed.error, frameCounts=closed.frame_counts, byteCounts=closed.byte_counts,
+            close=closed.close.to_json(), turnCount=state.turns, **_identity_fields(state.identity),
+        ))
+        refusal = closed.resp_body.decode("utf-8", "replace") if closed.resp_body else None
+        writes.sidecars += [
+            (opened.id, "req", state.frames["c2u"]),
+            (opened.id, "res", state.frames["u2c"] if refusal is None else {"refusal": refusal}),
+            (opened.id, "meta", _meta("GET", opened.url, opened.upstream_url, opened.req_headers,
+                                      closed.status, closed.resp_headers)),
+        ]
+        return writes

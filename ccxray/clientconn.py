@@ -1,0 +1,157 @@
+"""The agent's side of one TCP connection: an h11 server state machine over a socket.
+
+Owns reading request heads and bodies with the slow-client limits, and
+writing responses. Errors are named by side: ClientProtocolError (with the
+status to answer), ClientGone (the agent hung up).
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import time
+
+import h11
+
+from .errors import ClientGone, ClientProtocolError
+
+RECV_BYTES = 65536
+MAX_HEAD_BYTES = 64 * 1024
+
+
+class ClientConn:
+    """h11 SERVER + socket. Used by one thread at a time (the connection's)."""
+
+    def __init__(self, sock: socket.socket, addr: tuple[str, int] | None = None) -> None:
+        self.sock = sock
+        self.addr = addr
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+        self.method = b""
+
+    # -- reading ------------------------------------------------------------
+
+    def _recv(self, timeout_s: float) -> bytes:
+        self.sock.settimeout(max(timeout_s, 0.001))
+        try:
+            return self.sock.recv(RECV_BYTES)
+        except socket.timeout:
+            raise
+        except OSError as exc:
+            raise ClientGone(f"client connection failed: {exc}") from exc
+
+    def _next(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+        try:
+            return self.h11.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise ClientProtocolError(f"malformed request: {exc}", exc.error_status_hint) from exc
+
+    def read_request(self, idle_s: float, head_s: float) -> h11.Request | None:
+        """The next request head, or None when the client closed or idled out.
+
+        ``idle_s`` bounds the wait for a new request's first byte on a
+        keep-alive connection; ``head_s`` bounds the whole head once started
+        (slowloris). A started but unfinished head gets ClientProtocolError(408).
+        """
+        deadline: float | None = None
+        while True:
+            event = self._next()
+            if isinstance(event, h11.Request):
+                self.method = event.method
+                return event
+            if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+                return None
+            if event is not h11.NEED_DATA:
+                raise ClientProtocolError(f"unexpected {type(event).__name__} before a request")
+            started = deadline is not None or bool(self.h11.trailing_data[0])
+            if started and deadline is None:
+                deadline = time.monotonic() + head_s
+            try:
+                data = self._recv(idle_s if deadline is None else deadline - time.monotonic())
+            except socket.timeout:
+                if deadline is None:
+                    return None
+                raise ClientProtocolError("request head not received in time", 408) from None
+            if data and deadline is None:
+                deadline = time.monotonic() + head_s
+            self.h11.receive_data(data)
+
+    def wants_100_continue(self) -> bool:
+        return self.h11.they_are_waiting_for_100_continue
+
+    def read_body(self, limit: int, timeout_s: float) -> bytes:
+        """The whole request body (at most ``limit`` bytes, else ClientProtocolError(413))."""
+        if self.wants_100_continue():
+            self.send(h11.InformationalResponse(status_code=100, headers=[]))
+        body = bytearray()
+        while True:
+            event = self._next()
+            if isinstance(event, h11.Data):
+                body += event.data
+                if len(body) > limit:
+                    raise ClientProtocolError(f"request body exceeds {limit} bytes", 413)
+            elif isinstance(event, h11.EndOfMessage):
+                return bytes(body)
+            elif event is h11.NEED_DATA:
+                try:
+                    data = self._recv(timeout_s)
+                except socket.timeout:
+                    raise ClientProtocolError("request body not received in time", 408) from None
+                self.h11.receive_data(data)
+                if not data:
+                    raise ClientGone("client closed before sending the whole body")
+            else:
+                raise ClientProtocolError(f"unexpected {type(event).__name__} in a request body")
+
+    def is_gone(self) -> bool:
+        """True if the client has hung up (EOF), without consuming pipelined bytes."""
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+            if not readable:
+                return False
+            return self.sock.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
+    # -- writing ------------------------------------------------------------
+
+    def encode(self, event: h11.Event) -> bytes:
+        return self.h11.send(event) or b""
+
+    def sendall(self, data: bytes | bytearray) -> None:
+        """Write bytes; a failure means the agent went away (ClientGone)."""
+        try:
+            self.sock.sendall(data)
+        except OSError as exc:
+            raise ClientGone(f"client went away while we answered: {exc}") from exc
+
+    def send(self, *events: h11.Event) -> None:
+        self.sendall(b"".join(self.encode(e) for e in events))
+
+    def send_simple(self, status: int, body: bytes, content_type: str,
+                    extra: list[tuple[str, str]] | None = None, close: bool = False) -> None:
+        """A complete response with a fixed body (HEAD requests get no body)."""
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))] + (extra or [])
+        if close:
+            headers.append(("Connection", "close"))
+        events: list[h11.Event] = [h11.Response(status_code=status, headers=headers)]
+        if body and self.method != b"HEAD":
+            events.append(h11.Data(data=body))
+        events.append(h11.EndOfMessage())
+        self.send(*events)
+
+    def send_error(self, status: int, message: str, close: bool = False) -> None:
+        """ccxray's own error answer: JSON {"error": "proxy_error", "message": ...}."""
+        body = json.dumps({"error": "proxy_error", "message": message}).encode()
+        self.send_simple(status, body, "application/json", close=close)
+
+    def can_answer(self) -> bool:
+        """True while no response has started (an error status can still be sent)."""
+        return self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE)
+
+    def next_cycle(self) -> bool:
+        """Prepare for the next keep-alive request; False if the connection must close."""
+        if self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
+            return False
+        self.h11.start_next_cycle()
+        return True

@@ -1,0 +1,148 @@
+"""``/``, ``/favicon.ico`` and ``/_api/*``: the page, the log as JSON, live events.
+
+Reads the NDJSON index by streaming it (a torn line is skipped). Every
+recorded text reaches the page as JSON data and is rendered with
+``textContent``, never as HTML.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+from importlib import resources
+from typing import Any, Iterator
+from urllib.parse import parse_qs
+
+import h11
+
+from .. import __version__
+from ..app import App
+from ..clientconn import ClientConn
+from ..errors import ClientGone
+from ..routing import split_target
+from ..store import is_safe_id, read_index, read_sidecar
+
+MAX_ENTRIES = 500
+EVENTS_KEEPALIVE_S = 15.0
+FAVICON = (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+           b'<rect width="16" height="16" rx="3" fill="#123"/><path d="M4 4l8 8M12 4l-8 8" '
+           b'stroke="#6cf" stroke-width="2"/></svg>')
+
+
+def _page() -> bytes:
+    return resources.files("ccxray.dashboard").joinpath("index.html").read_bytes()
+
+
+def _json(client: ClientConn, status: int, obj: object) -> bool:
+    body = json.dumps(obj, ensure_ascii=False, default=str).encode("utf-8")
+    client.send_simple(status, body, "application/json; charset=utf-8", [("Cache-Control", "no-store")])
+    return True
+
+
+def _entries(app: App) -> Iterator[dict[str, Any]]:
+    return read_index(app.settings.logs_dir / "index.ndjson")
+
+
+def sessions(app: App) -> list[dict[str, Any]]:
+    """One summary per session id, newest first."""
+    by_id: dict[str, dict[str, Any]] = {}
+    for line in _entries(app):
+        if line.get("kind") == "connection" and line.get("turnCount"):
+            continue  # its turns carry the usage; don't count the socket twice
+        sid = line.get("sessionId") or "(none)"
+        s = by_id.setdefault(sid, {"sessionId": sid, "calls": 0, "cost": 0.0, "first": line.get("ts"),
+                                   "agent": None, "cwd": None, "models": []})
+        s["calls"] += 1
+        s["last"] = line.get("ts")
+        cost = line.get("cost")
+        if isinstance(cost, dict) and isinstance(cost.get("total"), (int, float)):
+            s["cost"] = round(s["cost"] + cost["total"], 6)
+        s["agent"] = s["agent"] or line.get("agent")
+        s["cwd"] = s["cwd"] or line.get("cwd")
+        model = line.get("model")
+        if model and model not in s["models"]:
+            s["models"].append(model)
+    return sorted(by_id.values(), key=lambda s: str(s.get("last") or ""), reverse=True)
+
+
+def entries(app: App, session: str | None, limit: int) -> list[dict[str, Any]]:
+    """The last ``limit`` index lines, optionally of one session."""
+    kept: list[dict[str, Any]] = []
+    for line in _entries(app):
+        if session is None or (line.get("sessionId") or "(none)") == session:
+            kept.append(line)
+            if len(kept) > 2 * limit:
+                del kept[:-limit]
+    return kept[-limit:]
+
+
+def entry(app: App, entry_id: str) -> dict[str, Any] | None:
+    """One index line with its sidecar bodies, or None."""
+    if not is_safe_id(entry_id):
+        return None
+    for line in _entries(app):
+        if line.get("id") == entry_id:
+            logs = app.settings.logs_dir
+            return {**line, "request": read_sidecar(logs, entry_id, "req"),
+                    "response": read_sidecar(logs, entry_id, "res"),
+                    "meta": read_sidecar(logs, entry_id, "meta")}
+    return None
+
+
+def _stream_events(app: App, client: ClientConn) -> bool:
+    """Server-sent events: one ``data:`` line per new index line, until either side stops."""
+    lines: queue.Queue[dict[str, Any]] = queue.Queue(1000)
+
+    def listener(line: dict[str, Any]) -> None:
+        try:
+            lines.put_nowait(line)
+        except queue.Full:
+            pass  # a stalled page loses live lines, never the proxy's memory
+
+    client.send(h11.Response(status_code=200, headers=[
+        ("Content-Type", "text/event-stream"), ("Cache-Control", "no-store")]))
+    client.sendall(client.encode(h11.Data(data=b": connected\n\n")))
+    app.recorder.add_listener(listener)
+    try:
+        while not app.stopping.is_set():
+            try:
+                line = lines.get(timeout=0.5)
+                payload = b"data: " + json.dumps(line, ensure_ascii=False, default=str).encode() + b"\n\n"
+            except queue.Empty:
+                if client.is_gone():
+                    return False
+                continue
+            client.sendall(client.encode(h11.Data(data=payload)))
+    except ClientGone:
+        return False
+    finally:
+        app.recorder.remove_listener(listener)
+    return False
+
+
+def serve_local(app: App, client: ClientConn, method: str, target: str,
+                headers: list[tuple[str, str]]) -> bool:
+    """Answer a request ccxray serves itself; True if the connection may be reused."""
+    path, query = split_target(target)
+    params = {k: v[-1] for k, v in parse_qs(query[1:]).items()}
+    if path == "/":
+        client.send_simple(200, _page(), "text/html; charset=utf-8",
+                           [("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"), ("X-Ccxray", __version__),
+                            ("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'")])
+        return True
+    if path == "/favicon.ico":
+        client.send_simple(200, FAVICON, "image/svg+xml")
+        return True
+    if method not in ("GET", "HEAD"):
+        return _json(client, 405, {"error": "method_not_allowed"})
+    if path == "/_api/sessions":
+        return _json(client, 200, sessions(app))
+    if path == "/_api/entries":
+        limit = int(params["limit"]) if params.get("limit", "").isdigit() else MAX_ENTRIES
+        return _json(client, 200, entries(app, params.get("session"), min(limit, 5000)))
+    if path.startswith("/_api/entries/"):
+        found = entry(app, path[len("/_api/entries/"):])
+        return _json(client, 200 if found else 404, found or {"error": "not_found"})
+    if path == "/_api/events":
+        return _stream_events(app, client)
+    return _json(client, 404, {"error": "not_found", "path": path})

@@ -1,0 +1,114 @@
+"""One client connection: read requests, check access, dispatch, repeat (keep-alive).
+
+This is the connection thread's top frame and holds its one ``except
+Exception``: whatever goes wrong in here is logged with the connection's
+address and ends this connection only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import h11
+
+from . import headers as hdr
+from .access import host_ok, token_ok
+from .app import App, ConnEntry
+from .clientconn import ClientConn
+from .dashboard import serve_local
+from .errors import ClientGone, ClientProtocolError
+from .http_relay import Exchange, decode_headers
+from .record import HttpCall
+from .routing import LOCAL, Route, is_ws_path, route, split_target
+from .ws_relay import relay_websocket
+
+log = logging.getLogger("ccxray.handler")
+
+
+def is_upgrade(req: h11.Request, headers: list[tuple[str, str]]) -> bool:
+    upgrade = (hdr.get(headers, "upgrade") or "").lower()
+    return "websocket" in upgrade and "upgrade" in hdr.connection_tokens(headers)
+
+
+class ConnectionHandler:
+    """Serves one accepted socket until it closes."""
+
+    def __init__(self, app: App, client: ClientConn, entry: ConnEntry) -> None:
+        self.app = app
+        self.client = client
+        self.entry = entry
+
+    def run(self) -> None:
+        try:
+            while not self.app.stopping.is_set() and self._one_request():
+                if not self.client.next_cycle():
+                    break
+        except (ClientGone, ConnectionError):
+            pass
+        except Exception:  # the thread's one catch-all: log it, close this connection only
+            log.exception("ccxray: connection from %s failed", self.client.addr)
+
+    def _one_request(self) -> bool:
+        settings = self.app.settings
+        try:
+            req = self.client.read_request(settings.keepalive_timeout_s, settings.header_timeout_s)
+            if req is None:
+                return False
+            self.app.set_busy(self.entry, True)
+            return self._dispatch(req)
+        except ClientProtocolError as exc:
+            self._refuse(exc.status_hint, str(exc))
+            return False
+        finally:
+            self.app.set_busy(self.entry, False)
+
+    def _refuse(self, status: int, message: str) -> None:
+        if self.client.can_answer():
+            try:
+                self.client.send_error(status, message, close=True)
+            except ClientGone:
+                pass
+
+    def _dispatch(self, req: h11.Request) -> bool:
+        settings = self.app.settings
+        headers = decode_headers(list(req.headers.raw_items()))
+        raw_target = req.target.decode("latin-1")
+        if not token_ok(settings.auth_token, headers, raw_target):
+            self._refuse(401, "missing or wrong ccxray token (X-Ccxray-Auth or ?token=)")
+            return False
+        target = hdr.strip_token(raw_target)
+        method = req.method.decode("latin-1")
+        where = route(method, target, [(n.lower(), v) for n, v in headers], settings)
+        if is_upgrade(req, headers):
+            if where.provider == LOCAL or not is_ws_path(split_target(target)[0]) or method != "GET":
+                self._refuse(404, f"WebSocket upgrade is only proxied on /v1/responses and /v1/realtime, not {split_target(target)[0]}")
+                return False
+            relay_websocket(self.app, self.client, self.entry, target, headers, where)
+            return False
+        if where.provider == LOCAL:
+            if not host_ok(headers, self.app.allowed_hosts):
+                self._refuse(403, "dashboard refuses this Host header (DNS-rebinding guard)")
+                return False
+            self.client.read_body(settings.max_body_bytes, settings.header_timeout_s)
+            return serve_local(self.app, self.client, method, target, headers)
+        return self._forward(req, method, target, headers, where)
+
+    def _forward(self, req: h11.Request, method: str, target: str,
+                 headers: list[tuple[str, str]], where: Route) -> bool:
+        assert where.upstream is not None
+        self._check_length(headers)
+        started = time.time()
+        body = self.client.read_body(self.app.settings.max_body_bytes, self.app.settings.read_timeout_s)
+        call = HttpCall(id=self.app.recorder.new_id(), started=started, method=method, url=target,
+                        provider=where.provider, upstream_url=where.upstream.url(where.target),
+                        req_headers=headers, req_body=body)
+        return Exchange(self.client, self.app.pool, self.app.settings, call, where,
+                        self.app.recorder.submit).run(req)
+
+    def _check_length(self, headers: list[tuple[str, str]]) -> None:
+        declared = hdr.get(headers, "content-length")
+        limit = self.app.settings.max_body_bytes
+        if declared and declared.strip().isdigit() and int(declared) > limit:
+            raise ClientProtocolError(f"request body of {declared} bytes exceeds the {limit}-byte cap "
+                                      f"(CCXRAY_MAX_BODY_MB)", 413)

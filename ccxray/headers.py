@@ -1,0 +1,96 @@
+"""Header rules: what is forwarded, what is rewritten, what is never logged.
+
+Pure functions over lists of (name, value) str pairs, names as sent.
+RFC 9110 7.6.1: hop-by-hop fields, and any named in Connection, are not
+forwarded.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+from urllib.parse import parse_qsl
+
+Header = tuple[str, str]
+
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-connection", "proxy-authenticate",
+    "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade",
+})
+AUTH_HEADER = "x-ccxray-auth"
+SECRET_HEADERS = frozenset({
+    "authorization", "x-api-key", "cookie", "set-cookie", "chatgpt-account-id",
+    "proxy-authorization", AUTH_HEADER, "openai-api-key", "api-key",
+})
+REDACTED = "[redacted]"
+INSECURE_KEY_PROTOCOL = "openai-insecure-api-key."
+# Headers that describe the WebSocket handshake itself; the relay sets them.
+WS_HANDSHAKE = frozenset({"sec-websocket-extensions", "sec-websocket-accept"})
+
+
+def connection_tokens(headers: Iterable[Header]) -> set[str]:
+    """Field names listed in Connection headers (lower-case)."""
+    names: set[str] = set()
+    for name, value in headers:
+        if name.lower() == "connection":
+            names.update(t.strip().lower() for t in value.split(",") if t.strip())
+    return names
+
+
+def forwardable(headers: Sequence[Header], drop: Iterable[str] = ()) -> list[Header]:
+    """Headers minus hop-by-hop, Host, ccxray's auth and ``drop`` (lower-case)."""
+    skip = HOP_BY_HOP | connection_tokens(headers) | {"host", AUTH_HEADER} | set(drop)
+    return [(n, v) for n, v in headers if n.lower() not in skip]
+
+
+def get(headers: Iterable[Header], name: str) -> str | None:
+    """First value of ``name`` (case-insensitive), or None."""
+    name = name.lower()
+    for n, v in headers:
+        if n.lower() == name:
+            return v
+    return None
+
+
+def _redact_protocols(value: str) -> str:
+    parts = [p.strip() for p in value.split(",")]
+    return ", ".join(INSECURE_KEY_PROTOCOL + REDACTED if p.startswith(INSECURE_KEY_PROTOCOL) else p for p in parts)
+
+
+def redact(headers: Iterable[Header]) -> list[Header]:
+    """A copy safe to write anywhere: secret values replaced whole."""
+    out: list[Header] = []
+    for name, value in headers:
+        low = name.lower()
+        if low in SECRET_HEADERS:
+            value = REDACTED
+        elif low == "sec-websocket-protocol":
+            value = _redact_protocols(value)
+        out.append((name, value))
+    return out
+
+
+def _is_token_pair(pair: str) -> bool:
+    return pair.partition("=")[0] == "token"
+
+
+def strip_token(target: str) -> str:
+    """Remove the ``token`` query parameter (ccxray's own auth) from a target.
+
+    Other parameters keep their exact bytes: the query is cut, not re-encoded.
+    """
+    path, sep, query = target.partition("?")
+    if not sep or "token" not in query:
+        return target
+    kept = [pair for pair in query.split("&") if not _is_token_pair(pair)]
+    return path + ("?" + "&".join(kept) if kept else "")
+
+
+def query_token(target: str) -> str | None:
+    """The value of the ``token`` query parameter, if any."""
+    _, sep, query = target.partition("?")
+    if not sep:
+        return None
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key == "token":
+            return value
+    return None

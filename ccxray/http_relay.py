@@ -1,0 +1,209 @@
+"""Forward one HTTP exchange: the agent's request to upstream, the answer back.
+
+Theory of operation (one thread, the client connection's):
+- The request body is already read (bounded by the body cap), so a request
+  that fails on a reused keep-alive upstream connection before any response
+  byte arrived is retried once on a fresh connection.
+- The response streams: each h11 Data event from upstream is encoded for the
+  client at once; bytes are flushed whenever we would block on upstream, so
+  the head goes out with the first body bytes when they arrived together and
+  an SSE event is never held back (no buffering, no added first-byte delay).
+- While waiting on upstream we also watch the client socket: a client that
+  hangs up releases the upstream connection at once.
+- Once the response head has gone out, an error can only be signalled by
+  closing the client connection without finishing the body.
+- Peer first, recorder second: the call is submitted after the last byte.
+"""
+
+from __future__ import annotations
+
+import select
+import ssl
+import time
+from typing import Callable
+
+import h11
+
+from . import headers as hdr
+from .clientconn import ClientConn
+from .config import Settings
+from .errors import ClientGone, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
+from .netio import UpstreamConn, UpstreamPool
+from .record import HttpCall
+from .routing import Route
+
+UpstreamError = (UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout)
+DROP_REQUEST = ("expect", "content-length")
+
+
+def decode_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in raw]
+
+
+def encode_headers(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
+
+
+def upstream_request_headers(req_headers: list[tuple[str, str]], route: Route, body_len: int,
+                             drop: tuple[str, ...] = DROP_REQUEST) -> list[tuple[str, str]]:
+    """Client headers as sent, minus hop-by-hop/auth, with Host rewritten first."""
+    assert route.upstream is not None
+    out = [("Host", route.upstream.host_header)] + hdr.forwardable(req_headers, drop)
+    if body_len or any(n.lower() == "content-length" for n, _ in req_headers):
+        out.append(("Content-Length", str(body_len)))
+    return out
+
+
+def _wait_readable(up: UpstreamConn, client: ClientConn, timeout_s: float) -> None:
+    """Block until upstream has bytes; raise ClientGone if the agent hangs up first."""
+    if isinstance(up.sock, ssl.SSLSocket) and up.sock.pending():
+        return
+    watch = [up.sock, client.sock]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise UpstreamTimeout(f"{up.upstream.host}:{up.upstream.port} sent nothing for {timeout_s:g}s")
+        readable, _, _ = select.select(watch, [], [], left)
+        if up.sock in readable:
+            return
+        if client.sock in readable:
+            if client.is_gone():
+                raise ClientGone("client hung up while waiting for upstream")
+            watch = [up.sock]  # pipelined bytes: not our business until this exchange ends
+
+
+class Exchange:
+    """One request/response through the proxy, with its recording."""
+
+    def __init__(self, client: ClientConn, pool: UpstreamPool, settings: Settings,
+                 call: HttpCall, route: Route, submit: Callable[[HttpCall], None]) -> None:
+        self.client = client
+        self.pool = pool
+        self.settings = settings
+        self.call = call
+        self.route = route
+        self.submit = submit
+        self.t0 = time.monotonic()
+        self.kept = 0
+
+    def run(self, req: h11.Request) -> bool:
+        """Relay the exchange; True if the client connection may be reused."""
+        try:
+            up, head = self._open(req)
+        except UpstreamError as exc:
+            return self._fail_before_head(exc.status_hint, exc)
+        except ClientGone as exc:
+            self._finish(str(exc))
+            return False
+        return self._stream(up, head)
+
+    def _open(self, req: h11.Request) -> tuple[UpstreamConn, h11.Response]:
+        assert self.route.upstream is not None
+        body = self.call.req_body
+        headers = upstream_request_headers(self.call.req_headers, self.route, len(body))
+        events: list[h11.Event] = [h11.Request(method=req.method, target=self.route.target.encode("latin-1"),
+                                               headers=encode_headers(headers))]
+        if body:
+            events.append(h11.Data(data=body))
+        events.append(h11.EndOfMessage())
+        for attempt in (0, 1):
+            up = self.pool.acquire(self.route.upstream, fresh=attempt > 0)
+            try:
+                up.send(*events)
+                return up, self._await_head(up)
+            except (UpstreamConnectError, UpstreamProtocolError):
+                up.close()
+                if not up.reused or up.bytes_in:
+                    raise
+            except BaseException:
+                up.close()
+                raise
+        raise AssertionError("unreachable: the second attempt uses a fresh connection")
+
+    def _await_head(self, up: UpstreamConn) -> h11.Response:
+        while True:
+            event = up.next_event()
+            if isinstance(event, h11.Response):
+                return event
+            if event is h11.NEED_DATA:
+                _wait_readable(up, self.client, self.settings.read_timeout_s)
+                up.feed(up.recv_some())
+            elif isinstance(event, h11.InformationalResponse):
+                continue  # 100 Continue and friends stay between us and upstream
+            else:
+                raise UpstreamProtocolError(f"upstream closed before answering ({type(event).__name__})")
+
+    def _stream(self, up: UpstreamConn, head: h11.Response) -> bool:
+        call = self.call
+        call.status = head.status_code
+        call.resp_headers = decode_headers(list(head.headers.raw_items()))
+        call.first_byte_s = time.monotonic() - self.t0
+        out = bytearray()
+        try:
+            out += self.client.encode(h11.Response(
+                status_code=head.status_code, reason=head.reason,
+                headers=encode_headers(hdr.forwardable(call.resp_headers))))
+            self._pump_body(up, out)
+        except ClientGone as exc:
+            up.close()
+            self._finish(f"client disconnected mid-response: {exc}")
+            return False
+        except UpstreamError as exc:
+            up.close()
+            self._flush_quietly(out)
+            self._finish(f"upstream failed mid-response: {exc}")
+            return False
+        self.pool.release(up)
+        self._finish(None)
+        return True
+
+    def _pump_body(self, up: UpstreamConn, out: bytearray) -> None:
+        while True:
+            event = up.next_event()
+            if isinstance(event, h11.Data):
+                out += self.client.encode(h11.Data(data=event.data))
+                self._keep(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                out += self.client.encode(h11.EndOfMessage())
+                self.client.sendall(out)
+                return
+            elif event is h11.NEED_DATA:
+                if out:
+                    self.client.sendall(out)
+                    out.clear()
+                _wait_readable(up, self.client, self.settings.read_timeout_s)
+                up.feed(up.recv_some())
+            else:
+                raise UpstreamProtocolError(f"unexpected {type(event).__name__} in the response body")
+
+    def _keep(self, data: bytes) -> None:
+        if self.kept + len(data) > self.settings.max_body_bytes:
+            self.call.resp_truncated = True
+            return
+        self.kept += len(data)
+        self.call.resp_body.append(bytes(data))
+
+    def _flush_quietly(self, out: bytearray) -> None:
+        try:
+            if out:
+                self.client.sendall(out)
+        except ClientGone:
+            pass
+
+    def _fail_before_head(self, status: int, exc: Exception) -> bool:
+        self.call.status = status
+        reusable = False
+        try:
+            if self.client.can_answer():
+                self.client.send_error(status, str(exc))
+                reusable = True
+        except ClientGone:
+            pass
+        self._finish(str(exc))
+        return reusable
+
+    def _finish(self, error: str | None) -> None:
+        self.call.error = error
+        self.call.elapsed_s = time.monotonic() - self.t0
+        self.submit(self.call)

@@ -1,0 +1,257 @@
+"""Upstream sockets: TCP or TLS, optionally through an HTTP CONNECT tunnel,
+wrapped in an h11 client connection, and a small keep-alive pool per origin.
+
+Errors are translated here, at the boundary (httpcore style): callers see
+UpstreamConnectError, UpstreamTimeout or UpstreamProtocolError, each naming
+the upstream and the environment variable that chose it.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+
+import h11
+
+from .config import ProxyTunnel, Upstream
+from .errors import UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
+
+RECV_BYTES = 65536
+MAX_IDLE_PER_ORIGIN = 8
+POOL_IDLE_S = 60.0
+MAX_TUNNEL_REPLY_BYTES = 16384
+
+
+def tune(sock: socket.socket) -> None:
+    """TCP_NODELAY: without it Nagle plus delayed ACKs add ~40 ms per response."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass  # not a TCP socket (tests may hand us a socketpair)
+
+
+def close_quietly(sock: socket.socket | None) -> None:
+    """Shut down and close; a socket that is already gone is fine."""
+    if sock is None:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+def _where(up: Upstream) -> str:
+    return f"{up.host}:{up.port} ({up.env_name})"
+
+
+def _open_tcp(host: str, port: int, timeout_s: float, what: str) -> socket.socket:
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout_s)
+    except socket.timeout as exc:
+        raise UpstreamTimeout(f"connecting to {what} timed out after {timeout_s:g}s") from exc
+    except OSError as exc:
+        raise UpstreamConnectError(f"cannot connect to {what}: {exc}") from exc
+    tune(sock)
+    return sock
+
+
+def _read_tunnel_reply(sock: socket.socket, what: str) -> None:
+    reply = b""
+    while b"\r\n\r\n" not in reply:
+        chunk = sock.recv(4096)
+        if not chunk or len(reply) > MAX_TUNNEL_REPLY_BYTES:
+            raise UpstreamConnectError(f"HTTPS_PROXY closed or garbled the CONNECT to {what}")
+        reply += chunk
+    status_line = reply.split(b"\r\n", 1)[0].decode("latin-1")
+    parts = status_line.split(" ", 2)
+    if len(parts) < 2 or not parts[1].startswith("2"):
+        raise UpstreamConnectError(f"HTTPS_PROXY refused CONNECT to {what}: {status_line}")
+    if not reply.endswith(b"\r\n\r\n"):
+        raise UpstreamProtocolError(f"HTTPS_PROXY sent data before the tunnel to {what} opened")
+
+
+def _open_tunnel(tunnel: ProxyTunnel, up: Upstream, timeout_s: float) -> socket.socket:
+    what = _where(up)
+    sock = _open_tcp(tunnel.host, tunnel.port, timeout_s, f"HTTPS_PROXY {tunnel.host}:{tunnel.port}")
+    authority = f"{up.host}:{up.port}" if ":" not in up.host else f"[{up.host}]:{up.port}"
+    lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+    if tunnel.authorization:
+        lines.append(f"Proxy-Authorization: {tunnel.authorization}")
+    try:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        _read_tunnel_reply(sock, what)
+    except socket.timeout as exc:
+        close_quietly(sock)
+        raise UpstreamTimeout(f"HTTPS_PROXY did not open a tunnel to {what} in {timeout_s:g}s") from exc
+    except (OSError, UpstreamConnectError, UpstreamProtocolError) as exc:
+        close_quietly(sock)
+        if isinstance(exc, (UpstreamConnectError, UpstreamProtocolError)):
+            raise
+        raise UpstreamConnectError(f"HTTPS_PROXY tunnel to {what} failed: {exc}") from exc
+    return sock
+
+
+def tls_context() -> ssl.SSLContext:
+    """A verifying client context (system CAs, or SSL_CERT_FILE), HTTP/1.1 only."""
+    ctx = ssl.create_default_context()
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def open_socket(
+    up: Upstream, tunnel: ProxyTunnel | None, connect_timeout_s: float, tls: ssl.SSLContext | None = None
+) -> socket.socket:
+    """A connected (and, for https, verified TLS) socket to the upstream."""
+    if tunnel is not None and tunnel.applies_to(up.host):
+        sock = _open_tunnel(tunnel, up, connect_timeout_s)
+    else:
+        sock = _open_tcp(up.host, up.port, connect_timeout_s, _where(up))
+    if not up.is_tls:
+        return sock
+    try:
+        return (tls or tls_context()).wrap_socket(sock, server_hostname=up.host)
+    except socket.timeout as exc:
+        close_quietly(sock)
+        raise UpstreamTimeout(f"TLS handshake with {_where(up)} timed out") from exc
+    except (ssl.SSLError, OSError) as exc:
+        close_quietly(sock)
+        raise UpstreamConnectError(f"TLS handshake with {_where(up)} failed: {exc}") from exc
+
+
+@dataclass(eq=False)
+class UpstreamConn:
+    """One upstream socket and the h11 client state machine that speaks on it."""
+
+    upstream: Upstream
+    sock: socket.socket
+    h11: h11.Connection = field(default_factory=lambda: h11.Connection(h11.CLIENT, max_incomplete_event_size=65536))
+    idle_since: float = 0.0
+    reused: bool = False
+    bytes_in: int = 0  # bytes received in the current request/response cycle
+
+    def send(self, *events: h11.Event) -> None:
+        """Serialise the events and write them in one sendall."""
+        data = b"".join(self.h11.send(e) or b"" for e in events)
+        try:
+            self.sock.sendall(data)
+        except socket.timeout as exc:
+            raise UpstreamTimeout(f"writing to {_where(self.upstream)} timed out") from exc
+        except OSError as exc:
+            raise UpstreamConnectError(f"writing to {_where(self.upstream)} failed: {exc}") from exc
+
+    def recv_some(self) -> bytes:
+        """One recv; b"" at EOF (h11's EOF marker). Translates socket errors."""
+        try:
+            return self.sock.recv(RECV_BYTES)
+        except socket.timeout as exc:
+            raise UpstreamTimeout(f"{_where(self.upstream)} sent nothing for too long") from exc
+        except OSError as exc:
+            raise UpstreamProtocolError(f"reading from {_where(self.upstream)} failed: {exc}") from exc
+
+    def feed(self, data: bytes) -> None:
+        """Give received bytes (b"" at EOF) to h11."""
+        self.bytes_in += len(data)
+        self.h11.receive_data(data)
+
+    def next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+        """h11's next event, translating its RemoteProtocolError."""
+        try:
+            return self.h11.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise UpstreamProtocolError(f"{_where(self.upstream)} broke HTTP/1.1: {exc}") from exc
+
+    def close(self) -> None:
+        close_quietly(self.sock)
+
+    def is_reusable(self) -> bool:
+        return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
+
+
+def _looks_alive(sock: socket.socket) -> bool:
+    """An idle pooled socket must have nothing to read: readable means EOF or junk."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
+
+
+class UpstreamPool:
+    """Idle keep-alive upstream connections, a few per origin.
+
+    Thread-safe; a connection is owned by exactly one caller between
+    acquire() and release()/discard.
+    """
+
+    def __init__(self, tunnel: ProxyTunnel | None, connect_timeout_s: float, read_timeout_s: float) -> None:
+        self._tunnel = tunnel
+        self._connect_timeout_s = connect_timeout_s
+        self._read_timeout_s = read_timeout_s
+        self._idle: dict[Upstream, list[UpstreamConn]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        self._tls: ssl.SSLContext | None = None
+
+    def _tls_context(self) -> ssl.SSLContext:
+        with self._lock:
+            if self._tls is None:
+                self._tls = tls_context()
+            return self._tls
+
+    def open(self, up: Upstream) -> socket.socket:
+        """A new socket to ``up`` with this pool's timeouts, tunnel and TLS context."""
+        tls = self._tls_context() if up.is_tls else None
+        sock = open_socket(up, self._tunnel, self._connect_timeout_s, tls)
+        sock.settimeout(self._read_timeout_s)
+        return sock
+
+    def _take_idle(self, up: Upstream) -> UpstreamConn | None:
+        now = time.monotonic()
+        with self._lock:
+            stack = self._idle.get(up, [])
+            while stack:
+                conn = stack.pop()
+                if now - conn.idle_since < POOL_IDLE_S and _looks_alive(conn.sock):
+                    return conn
+                conn.close()
+        return None
+
+    def acquire(self, up: Upstream, fresh: bool = False) -> UpstreamConn:
+        """An idle connection to ``up`` if one is alive, else a new one."""
+        conn = None if fresh else self._take_idle(up)
+        if conn is not None:
+            conn.h11.start_next_cycle()
+            conn.reused = True
+            conn.bytes_in = 0
+            return conn
+        return UpstreamConn(up, self.open(up))
+
+    def release(self, conn: UpstreamConn) -> None:
+        """Return a finished connection for reuse, or close it if it cannot be reused."""
+        if not conn.is_reusable():
+            conn.close()
+            return
+        conn.idle_since = time.monotonic()
+        with self._lock:
+            stack = self._idle.setdefault(conn.upstream, [])
+            if self._closed or len(stack) >= MAX_IDLE_PER_ORIGIN:
+                conn.close()
+                return
+            stack.append(conn)
+
+    def close(self) -> None:
+        """Close every idle connection; later releases close instead of pooling."""
+        with self._lock:
+            self._closed = True
+            conns = [c for stack in self._idle.values() for c in stack]
+            self._idle.clear()
+        for conn in conns:
+            conn.close()

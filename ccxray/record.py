@@ -1,0 +1,133 @@
+"""What the relays hand to the recorder, and the index line schema.
+
+The relays only capture raw facts (headers, bytes, timestamps); all parsing
+happens on the recorder's thread. ``index_line`` is the only place that maps
+to the camelCase field names of the Node project, so logs stay comparable.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+Header = tuple[str, str]
+
+INDEX_FIELDS = (
+    "id", "ts", "receivedAt", "kind", "transport", "sessionId", "sessionInferred",
+    "provider", "agent", "method", "url", "status", "elapsed", "isSSE", "model",
+    "usage", "cost", "costNote", "stopReason", "cwd", "isSubagent", "agentType",
+    "msgCount", "toolCount", "title", "responseMetadata", "error",
+)
+
+
+def index_line(**values: Any) -> dict[str, Any]:
+    """An index line with every contract field present (None when unknown).
+
+    Extra keyword fields (frameCounts, connectionId, ...) are kept after them.
+    """
+    line = {name: values.pop(name, None) for name in INDEX_FIELDS}
+    line.update(values)
+    return line
+
+
+def iso_ms(epoch_s: float) -> str:
+    """2026-11-24T06:39:14.123Z"""
+    return datetime.fromtimestamp(epoch_s, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class IdFactory:
+    """Unique, file-name-safe, time-sortable ids.
+
+    Time to the millisecond, then a per-factory counter (unique within one
+    process, also within one millisecond) and the pid (unique across proxies
+    sharing one home).
+    """
+
+    def __init__(self) -> None:
+        self._counter = itertools.count(1)
+        self._lock = threading.Lock()
+        self._pid = os.getpid() % 100000
+
+    def new_id(self, now: float | None = None) -> str:
+        now = time.time() if now is None else now
+        with self._lock:
+            n = next(self._counter)
+        stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y%m%dT%H%M%S%f")[:-3]
+        return f"{stamp}Z-{self._pid:05d}-{n:06d}"
+
+
+@dataclass
+class HttpCall:
+    """One finished HTTP exchange, as the relay saw it."""
+
+    id: str
+    started: float            # epoch seconds, request head received
+    method: str
+    url: str                  # client's target, ccxray token removed
+    provider: str             # "anthropic" | "openai" | "chatgpt" | "local"
+    upstream_url: str | None
+    req_headers: list[Header]
+    req_body: bytes
+    status: int | None = None
+    resp_headers: list[Header] = field(default_factory=list)
+    resp_body: list[bytes] = field(default_factory=list)
+    resp_truncated: bool = False
+    first_byte_s: float | None = None   # seconds after start
+    elapsed_s: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class WsOpened:
+    """A WebSocket upgrade request arrived (before upstream answered)."""
+
+    id: str
+    started: float
+    url: str
+    provider: str
+    upstream_url: str | None
+    req_headers: list[Header]
+
+
+@dataclass
+class WsFrame:
+    """One data message (or message fragment run) seen, already forwarded."""
+
+    conn_id: str
+    direction: str            # "c2u" | "u2c"
+    ts: float                 # epoch seconds
+    text: str | None          # None for binary
+    size: int                 # payload bytes
+    truncated: bool = False   # payload not kept (over the recording cap)
+
+
+@dataclass
+class CloseInfo:
+    """How a WebSocket pair ended: who closed, with what code."""
+
+    side: str | None          # "client" | "upstream" | "proxy" | None
+    code: int | None
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"side": self.side, "code": self.code, "reason": self.reason}
+
+
+@dataclass
+class WsClosed:
+    """The pair is over; both sockets are closed."""
+
+    conn_id: str
+    status: int
+    resp_headers: list[Header]
+    resp_body: bytes          # upstream's refusal body, if the handshake failed
+    close: CloseInfo
+    frame_counts: dict[str, int]
+    byte_counts: dict[str, int]
+    elapsed_s: float
+    error: str | None = None

@@ -1,0 +1,133 @@
+"""The recorder: one writer thread between the relays and the disk.
+
+Relays call :meth:`Recorder.submit` after the bytes have gone to the peer
+(peer first, recorder second). ``submit`` never blocks and never raises: when
+the queue is full the item is dropped and counted. All parsing, decoding,
+session inference and writing happen on the writer thread; a failing disk is
+reported once on stderr (logging) and traffic keeps flowing.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Any, Callable, Union
+
+from .assemble import Assembler
+from .record import HttpCall, IdFactory, WsClosed, WsFrame, WsOpened
+from .store import Store
+
+log = logging.getLogger("ccxray.recorder")
+
+Item = Union[HttpCall, WsOpened, WsFrame, WsClosed]
+Listener = Callable[[dict[str, Any]], None]
+MAX_QUEUE_ITEMS = 100_000
+_STOP = object()
+
+
+class Recorder:
+    """Queue + writer thread around an :class:`Assembler` and a :class:`Store`."""
+
+    def __init__(self, store: Store, assembler: Assembler) -> None:
+        self.store = store
+        self.assembler = assembler
+        self.ids = IdFactory()
+        self.dropped = 0
+        self.failures = 0
+        self._queue: queue.Queue[object] = queue.Queue(MAX_QUEUE_ITEMS)
+        self._listeners: list[Listener] = []
+        self._listeners_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._reported = False
+        self._idle = threading.Condition()
+        self._pending = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="ccxray-recorder")
+        self._thread.start()
+
+    def new_id(self) -> str:
+        return self.ids.new_id()
+
+    def submit(self, item: Item) -> None:
+        """Hand one fact to the writer thread; never blocks, never raises."""
+        with self._idle:
+            self._pending += 1
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self.dropped += 1
+            self._done_one()
+
+    def add_listener(self, fn: Listener) -> None:
+        with self._listeners_lock:
+            self._listeners.append(fn)
+
+    def remove_listener(self, fn: Listener) -> None:
+        with self._listeners_lock:
+            if fn in self._listeners:
+                self._listeners.remove(fn)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything submitted so far is written; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued, then stop the thread and close the files."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+            self._thread = None
+        self.store.close()
+
+    def _done_one(self) -> None:
+        with self._idle:
+            self._pending -= 1
+            if not self._pending:
+                self._idle.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            try:
+                self._handle(item)
+            except Exception:  # the thread's one top-level catch: a parser bug must not stop recording
+                log.exception("ccxray: recorder could not handle %s", type(item).__name__)
+            finally:
+                self._done_one()
+
+    def _handle(self, item: object) -> None:
+        try:
+            writes = self.assembler.handle(item)
+            for call_id, part, obj in writes.sidecars:
+                self.store.write_sidecar(call_id, part, obj)
+            for name, obj in writes.shared:
+                self.store.write_shared(name, obj)
+            for line in writes.lines:
+                self.store.append(line)
+                self._publish(line)
+        except (OSError, ValueError, TypeError, RecursionError) as exc:
+            self._report(exc)
+
+    def _publish(self, line: dict[str, Any]) -> None:
+        with self._listeners_lock:
+            listeners = list(self._listeners)
+        for fn in listeners:
+            fn(line)
+
+    def _report(self, exc: BaseException) -> None:
+        self.failures += 1
+        if not self._reported:
+            self._reported = True
+            log.error("ccxray: recording failed (%s); traffic keeps flowing, further failures are counted", exc)

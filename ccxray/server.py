@@ -1,0 +1,140 @@
+"""The accept loop: ThreadingHTTPServer's shape on a raw listening socket.
+
+One non-daemon thread per accepted connection (so stopping can join them
+all); ``stop()`` stops accepting, lets busy connections finish for the grace
+period, then shuts every remaining socket so each thread wakes and exits,
+joins them, and flushes the recorder.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+
+from .app import App, ConnEntry, build_recorder
+from .clientconn import ClientConn
+from .config import Settings, is_loopback
+from .errors import ConfigError
+from .handler import ConnectionHandler
+from .netio import close_quietly, tune
+from .recorder import Recorder
+
+log = logging.getLogger("ccxray.server")
+LISTEN_BACKLOG = 1024
+
+
+def _check_self_loop(settings: Settings, port: int) -> None:
+    for up in (settings.anthropic, settings.openai, settings.chatgpt):
+        if up.port == port and (is_loopback(up.host) or up.host == settings.host):
+            raise ConfigError(f"{up.env_name} points at this proxy itself ({up.host}:{up.port}); it would loop")
+
+
+class ProxyServer:
+    """Proxy + dashboard on one port. Use as a context manager or start()/stop()."""
+
+    def __init__(self, settings: Settings, recorder: Recorder | None = None) -> None:
+        self.settings = settings
+        self.app = App(settings, recorder or build_recorder(settings))
+        self._listener: socket.socket | None = None
+        self._accept_thread: threading.Thread | None = None
+        self._threads: set[threading.Thread] = set()
+        self._threads_lock = threading.Lock()
+        self._stopped = False
+
+    @property
+    def port(self) -> int:
+        return self.app.port
+
+    @property
+    def url(self) -> str:
+        host = self.settings.host if ":" not in self.settings.host else f"[{self.settings.host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def recorder(self) -> Recorder:
+        return self.app.recorder
+
+    def start(self) -> "ProxyServer":
+        """Bind, listen and start accepting. Raises ConfigError or OSError (port in use)."""
+        family = socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((self.settings.host, self.settings.port))
+            listener.listen(LISTEN_BACKLOG)
+            port = listener.getsockname()[1]
+            _check_self_loop(self.settings, port)
+        except BaseException:
+            listener.close()
+            raise
+        self._listener = listener
+        self.app.set_port(port)
+        self.app.recorder.start()
+        self._accept_thread = threading.Thread(target=self._accept_loop, name="ccxray-accept")
+        self._accept_thread.start()
+        return self
+
+    def __enter__(self) -> "ProxyServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        while not self.app.stopping.is_set():
+            try:
+                sock, addr = self._listener.accept()
+            except OSError:
+                if self.app.stopping.is_set():
+                    return
+                continue  # EMFILE, ECONNABORTED: keep serving everyone else
+            tune(sock)
+            self._spawn(sock, addr)
+
+    def _spawn(self, sock: socket.socket, addr: tuple[str, int]) -> None:
+        entry = ConnEntry(sock)
+        self.app.register(entry)
+        thread = threading.Thread(target=self._serve, args=(sock, addr, entry), name=f"ccxray-conn-{addr[1]}")
+        with self._threads_lock:
+            self._threads.add(thread)
+        try:
+            thread.start()
+        except RuntimeError:  # cannot start a new thread: refuse this one, keep the rest alive
+            with self._threads_lock:
+                self._threads.discard(thread)
+            self.app.unregister(entry)
+            close_quietly(sock)
+
+    def _serve(self, sock: socket.socket, addr: tuple[str, int], entry: ConnEntry) -> None:
+        try:
+            ConnectionHandler(self.app, ClientConn(sock, addr), entry).run()
+        finally:
+            close_quietly(sock)
+            self.app.unregister(entry)
+            with self._threads_lock:
+                self._threads.discard(threading.current_thread())
+
+    def stop(self, grace_s: float | None = None) -> None:
+        """Stop accepting, finish in-flight calls (bounded), close everything, flush the log."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.app.stopping.set()
+        if self._listener is not None:
+            close_quietly(self._listener)
+        if self._accept_thread is not None:
+            self._accept_thread.join()
+        self.app.abort_idle()
+        self.app.stop_all()
+        grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
+        if not self.app.wait_quiet(grace):
+            log.warning("ccxray: in-flight calls still running after %.1fs; closing them", grace)
+        self.app.abort_all()
+        with self._threads_lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join()
+        self.app.pool.close()
+        self.app.recorder.close()

@@ -1,0 +1,404 @@
+"""WebSocket proxying: the transparent handshake, then two pump threads.
+
+Theory of operation:
+- Handshake first, upstream first: the client's upgrade is replayed to
+  upstream (same key, subprotocols and headers; the permessage-deflate offer
+  is dropped so frames cross both legs uncompressed and unchanged). The
+  client gets upstream's answer: its 101, or its refusal status and body.
+  Until then, bytes the client pipelines are held up to
+  CCXRAY_WS_MAX_QUEUE_BYTES (past that: 413). The whole handshake is bounded
+  by the idle timeout (504).
+- Then one pump per direction: the connection's own thread reads the client
+  (c2u), one new thread reads upstream (u2c). Each blocks in select on its
+  source with a timeout for idle detection. All bridge state is behind one
+  lock; each socket has a send lock held from taking its pending bytes to the
+  end of sendall, so frames reach the wire in wsproto's order. A socket that
+  stops reading blocks sendall, which stops its pump reading the other side:
+  backpressure, never unbounded buffering.
+- Peer first, recorder second: messages go to the recorder after sendall.
+- However it ends, exactly one WsClosed is submitted and both sockets closed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import select
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+
+import h11
+
+from . import closecodes
+from . import headers as hdr
+from .app import App, ConnEntry
+from .clientconn import ClientConn
+from .errors import ClientGone, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
+from .http_relay import decode_headers, encode_headers
+from .netio import RECV_BYTES, close_quietly
+from .record import CloseInfo, WsClosed, WsFrame, WsOpened
+from .routing import Route
+from .wsbridge import MessageSeen, Output, Side, WsBridge
+
+CLOSE_TIMEOUT_S = 5.0
+MAX_REFUSAL_BYTES = 1 << 20
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def accept_token(key: str) -> str:
+    """RFC 6455 4.2.2: base64(SHA-1(key + GUID))."""
+    return base64.b64encode(hashlib.sha1(key.strip().encode("latin-1") + WS_GUID).digest()).decode()
+
+
+@dataclass
+class Handshake:
+    """What upstream answered to the replayed upgrade."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+    upstream_trailing: bytes = b""
+
+
+class HandshakeFailed(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _readable(sock: socket.socket, timeout_s: float) -> bool:
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    readable, _, _ = select.select([sock], [], [], max(timeout_s, 0))
+    return bool(readable)
+
+
+class Upgrade:
+    """The handshake phase, on the connection's thread."""
+
+    def __init__(self, app: App, client: ClientConn, target: str, headers: list[tuple[str, str]], where: Route) -> None:
+        self.app = app
+        self.client = client
+        self.headers = headers
+        self.where = where
+        self.deadline = time.monotonic() + app.settings.ws_idle_timeout_s
+        self.held = bytearray()
+        self.up_sock: socket.socket | None = None
+
+    def upstream_headers(self) -> list[tuple[str, str]]:
+        assert self.where.upstream is not None
+        kept = hdr.forwardable(self.headers, drop=hdr.WS_HANDSHAKE)
+        return [("Host", self.where.upstream.host_header)] + kept + [("Connection", "Upgrade"), ("Upgrade", "websocket")]
+
+    def run(self) -> Handshake:
+        """Open upstream and replay the upgrade; raise HandshakeFailed with the status to answer."""
+        assert self.where.upstream is not None
+        try:
+            self.up_sock = self.app.pool.open(self.where.upstream)
+        except (UpstreamConnectError, UpstreamTimeout, UpstreamProtocolError) as exc:
+            raise HandshakeFailed(exc.status_hint, str(exc)) from exc
+        up = h11.Connection(h11.CLIENT)
+        request = h11.Request(method="GET", target=self.where.target.encode("latin-1"),
+                              headers=encode_headers(self.upstream_headers()))
+        try:
+            self.up_sock.sendall(up.send(request) + (up.send(h11.EndOfMessage()) or b""))
+        except OSError as exc:
+            raise HandshakeFailed(502, f"writing the upgrade to upstream failed: {exc}") from exc
+        return self._await_answer(up)
+
+    def _await_answer(self, up: h11.Connection) -> Handshake:
+        assert self.up_sock is not None
+        answer: Handshake | None = None
+        while True:
+            try:
+                event = up.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise HandshakeFailed(502, f"upstream broke HTTP during the upgrade: {exc}") from exc
+            if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
+                return Handshake(101, decode_headers(list(event.headers.raw_items())), b"", up.trailing_data[0])
+            if isinstance(event, h11.Response):
+                answer = Handshake(event.status_code, decode_headers(list(event.headers.raw_items())))
+            elif isinstance(event, h11.Data) and answer is not None:
+                answer.body = (answer.body + event.data)[:MAX_REFUSAL_BYTES]
+            elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)) and answer is not None:
+                return answer
+            elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+                raise HandshakeFailed(502, "upstream closed the connection during the WebSocket upgrade")
+            elif event is h11.NEED_DATA:
+                up.receive_data(self._wait_upstream())
+
+    def _wait_upstream(self) -> bytes:
+        """Next upstream bytes; meanwhile hold what the client pipelines (bounded)."""
+        assert self.up_sock is not None
+        while True:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise HandshakeFailed(504, f"upstream did not answer the WebSocket upgrade within {self.app.settings.ws_idle_timeout_s:g}s")
+            if isinstance(self.up_sock, ssl.SSLSocket) and self.up_sock.pending():
+                readable = [self.up_sock]
+            else:
+                readable, _, _ = select.select([self.up_sock, self.client.sock], [], [], left)
+            if self.up_sock in readable:
+                try:
+                    return self.up_sock.recv(RECV_BYTES)
+                except OSError as exc:
+                    raise HandshakeFailed(502, f"reading the upgrade answer failed: {exc}") from exc
+            if self.client.sock in readable:
+                self._hold_client_bytes()
+
+    def _hold_client_bytes(self) -> None:
+        try:
+            data = self.client.sock.recv(RECV_BYTES)
+        except OSError as exc:
+            raise ClientGone(f"client failed during the upgrade: {exc}") from exc
+        if not data:
+            raise ClientGone("client closed before upstream answered the upgrade")
+        self.held += data
+        if len(self.held) + len(self.client.h11.trailing_data[0]) > self.app.settings.ws_max_queue_bytes:
+            raise HandshakeFailed(413, f"client sent more than {self.app.settings.ws_max_queue_bytes} bytes "
+                                       "before upstream accepted the WebSocket (CCXRAY_WS_MAX_QUEUE_BYTES)")
+
+
+class Pair:
+    """Two sockets around one WsBridge, pumped by two threads."""
+
+    def __init__(self, app: App, conn_id: str, client_sock: socket.socket, up_sock: socket.socket, bridge: WsBridge) -> None:
+        self.app = app
+        self.conn_id = conn_id
+        self.socks = {Side.CLIENT: client_sock, Side.UPSTREAM: up_sock}
+        self.bridge = bridge
+        self.lock = threading.Lock()
+        self.send_locks = {Side.CLIENT: threading.Lock(), Side.UPSTREAM: threading.Lock()}
+        self.pending = {Side.CLIENT: bytearray(), Side.UPSTREAM: bytearray()}
+        self.last_activity = time.monotonic()
+        self.close_deadline: float | None = None
+        self.terminated = threading.Event()
+        self.idle_s = app.settings.ws_idle_timeout_s
+
+    def apply(self, out: Output) -> None:
+        """Send what a bridge call produced (under the send locks), then record messages."""
+        with self.lock:
+            for side in Side:
+                self.pending[side] += out.to[side]
+        for side in Side:
+            self._flush(side)
+        now = time.time()
+        for msg in out.messages:
+            self._record(msg, now)
+        with self.lock:
+            if self.bridge.is_closing and self.close_deadline is None:
+                self.close_deadline = time.monotonic() + CLOSE_TIMEOUT_S
+            finished = self.bridge.is_finished
+        if finished:
+            self.terminate()
+
+    def _flush(self, side: Side) -> None:
+        with self.send_locks[side]:
+            with self.lock:
+                data, self.pending[side] = self.pending[side], bytearray()
+            if not data:
+                return
+            try:
+                self.socks[side].sendall(data)
+            except OSError:
+                close_quietly_shutdown(self.socks[side])  # its pump sees EOF and reports the drop
+
+    def _record(self, msg: MessageSeen, now: float) -> None:
+        self.app.recorder.submit(WsFrame(self.conn_id, msg.direction, now, msg.text, msg.size, msg.truncated))
+
+    def feed(self, side: Side, data: bytes | None) -> None:
+        with self.lock:
+            self.last_activity = time.monotonic()
+            out = self.bridge.feed(side, data)
+        self.apply(out)
+
+    def close_both(self, code: int, reason: str) -> None:
+        with self.lock:
+            out = self.bridge.close_both(code, reason)
+        self.apply(out)
+
+    def terminate(self) -> None:
+        """Wake both pumps for good: the pair is over."""
+        if not self.terminated.is_set():
+            self.terminated.set()
+            for sock in self.socks.values():
+                close_quietly_shutdown(sock)
+
+    def _timeout(self) -> float:
+        now = time.monotonic()
+        with self.lock:
+            limit = self.last_activity + self.idle_s
+            if self.close_deadline is not None:
+                limit = min(limit, self.close_deadline)
+        return limit - now
+
+    def _on_timeout(self) -> None:
+        now = time.monotonic()
+        with self.lock:
+            closing_expired = self.close_deadline is not None and now >= self.close_deadline
+            idle = now - self.last_activity >= self.idle_s
+        if closing_expired:
+            self.terminate()
+        elif idle:
+            self.close_both(closecodes.INTERNAL_ERROR, "idle timeout")
+
+    def pump(self, side: Side) -> None:
+        """Read ``side`` until it is done or the pair is over."""
+        sock = self.socks[side]
+        while not self.terminated.is_set():
+            with self.lock:
+                if self.bridge.read_done[side] or self.bridge.ws[side].state.name == "CLOSED":
+                    return
+            try:
+                ready = _readable(sock, self._timeout())
+            except (OSError, ValueError):
+                ready, data = True, b""
+            if not ready:
+                self._on_timeout()
+                continue
+            try:
+                data = sock.recv(RECV_BYTES)
+            except (OSError, ValueError):
+                data = b""
+            if self.terminated.is_set():
+                return
+            self.feed(side, data or None)
+
+
+def close_quietly_shutdown(sock: socket.socket) -> None:
+    """Shut a socket down (waking any thread in select/recv on it) without closing the fd."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _answer_refusal(client: ClientConn, shake: Handshake) -> None:
+    headers = hdr.forwardable(shake.headers, drop=("content-length",))
+    headers += [("Content-Length", str(len(shake.body))), ("Connection", "close")]
+    events: list[h11.Event] = [h11.Response(status_code=shake.status, headers=encode_headers(headers))]
+    if shake.body:
+        events.append(h11.Data(data=shake.body))
+    client.send(*events, h11.EndOfMessage())
+
+
+def _check_accept(shake: Handshake, client_headers: list[tuple[str, str]]) -> None:
+    key = hdr.get(client_headers, "sec-websocket-key") or ""
+    if hdr.get(shake.headers, "sec-websocket-accept") != accept_token(key):
+        raise HandshakeFailed(502, "upstream answered the upgrade with a wrong Sec-WebSocket-Accept")
+    if hdr.get(shake.headers, "sec-websocket-extensions"):
+        raise HandshakeFailed(502, "upstream chose a WebSocket extension that was not offered")
+
+
+def _accept_client(client: ClientConn, shake: Handshake) -> None:
+    headers = [("Upgrade", "websocket"), ("Connection", "Upgrade")] + hdr.forwardable(shake.headers)
+    client.send(h11.InformationalResponse(status_code=101, headers=encode_headers(headers)))
+
+
+class WsSession:
+    """One proxied WebSocket from upgrade to the recorded end."""
+
+    def __init__(self, app: App, client: ClientConn, entry: ConnEntry, target: str,
+                 headers: list[tuple[str, str]], where: Route) -> None:
+        self.app = app
+        self.client = client
+        self.entry = entry
+        self.headers = headers
+        self.where = where
+        self.conn_id = app.recorder.new_id()
+        self.t0 = time.monotonic()
+        self.upgrade = Upgrade(app, client, target, headers, where)
+        assert where.upstream is not None
+        app.recorder.submit(WsOpened(self.conn_id, time.time(), target, where.provider,
+                                     where.upstream.url(where.target), headers))
+
+    def run(self) -> None:
+        self.entry.on_abort.append(self._abort_upstream)
+        try:
+            shake = self._handshake()
+            if shake is not None:
+                self._relay(shake)
+        finally:
+            self.entry.on_abort.remove(self._abort_upstream)
+            self.entry.on_stop.clear()
+            close_quietly(self.upgrade.up_sock)
+
+    def _abort_upstream(self) -> None:
+        close_quietly(self.upgrade.up_sock)
+
+    def _closed(self, status: int, close: CloseInfo, error: str | None, shake: Handshake | None = None,
+                bridge: WsBridge | None = None) -> None:
+        zero = {"clientToUpstream": 0, "upstreamToClient": 0}
+        self.app.recorder.submit(WsClosed(
+            self.conn_id, status, shake.headers if shake else [], shake.body if shake else b"", close,
+            dict(bridge.frame_counts) if bridge else zero, dict(bridge.byte_counts) if bridge else dict(zero),
+            time.monotonic() - self.t0, error))
+
+    def _handshake(self) -> Handshake | None:
+        try:
+            shake = self.upgrade.run()
+            if shake.status == 101:
+                _check_accept(shake, self.headers)
+        except HandshakeFailed as exc:
+            self._refuse(exc.status, str(exc))
+            return None
+        except ClientGone as exc:
+            self._closed(499, CloseInfo("client", None), str(exc))
+            return None
+        if shake.status != 101:
+            self._send_refusal(shake)
+            return None
+        return shake
+
+    def _refuse(self, status: int, message: str) -> None:
+        try:
+            self.client.send_error(status, message, close=True)
+        except ClientGone:
+            pass
+        self._closed(status, CloseInfo("proxy", None), message)
+
+    def _send_refusal(self, shake: Handshake) -> None:
+        try:
+            _answer_refusal(self.client, shake)
+        except ClientGone:
+            pass
+        self._closed(shake.status, CloseInfo("upstream", None), f"upstream refused the WebSocket upgrade with {shake.status}", shake)
+
+    def _relay(self, shake: Handshake) -> None:
+        try:
+            _accept_client(self.client, shake)
+        except ClientGone as exc:
+            self._closed(101, CloseInfo("client", closecodes.ABNORMAL), str(exc), shake)
+            return
+        assert self.upgrade.up_sock is not None
+        self.upgrade.up_sock.settimeout(self.app.settings.ws_idle_timeout_s)
+        self.client.sock.settimeout(self.app.settings.ws_idle_timeout_s)
+        bridge = WsBridge(self.client.h11.trailing_data[0] + bytes(self.upgrade.held), shake.upstream_trailing)
+        pair = Pair(self.app, self.conn_id, self.client.sock, self.upgrade.up_sock, bridge)
+        self.entry.on_stop.append(lambda: pair.close_both(closecodes.GOING_AWAY, "ccxray is shutting down"))
+        pair.apply(bridge.start())
+        u2c = threading.Thread(target=pair.pump, args=(Side.UPSTREAM,), name=f"ccxray-ws-u2c-{self.conn_id}")
+        u2c.start()
+        try:
+            pair.pump(Side.CLIENT)
+        finally:
+            if not pair.terminated.is_set() and not u2c.is_alive():
+                pair.terminate()
+            u2c.join(self._join_budget(pair))
+            pair.terminate()
+            u2c.join()
+        close = bridge.close or CloseInfo(None, None)
+        status = 504 if close.side == "proxy" and close.code == closecodes.INTERNAL_ERROR else 101
+        self._closed(status, close, bridge.error or (f"idle timeout after {self.app.settings.ws_idle_timeout_s:g}s" if status == 504 else None), shake, bridge)
+
+    def _join_budget(self, pair: Pair) -> float:
+        return max(pair._timeout(), 0.0) + 0.1
+
+
+def relay_websocket(app: App, client: ClientConn, entry: ConnEntry, target: str,
+                    headers: list[tuple[str, str]], where: Route) -> None:
+    """Proxy one WebSocket upgrade; returns when the pair is over and recorded."""
+    WsSession(app, client, entry, target, headers, where).run()

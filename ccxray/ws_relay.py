@@ -96,6 +96,7 @@ class Upgrade:
     def run(self) -> Handshake:
         """Open upstream and replay the upgrade; raise HandshakeFailed with the status to answer."""
         assert self.where.upstream is not None
+        self._check_held()
         try:
             self.up_sock = self.app.pool.open(self.where.upstream)
         except (UpstreamConnectError, UpstreamTimeout, UpstreamProtocolError) as exc:
@@ -157,9 +158,13 @@ class Upgrade:
         if not data:
             raise ClientGone("client closed before upstream answered the upgrade")
         self.held += data
-        if len(self.held) + len(self.client.h11.trailing_data[0]) > self.app.settings.ws_max_queue_bytes:
-            raise HandshakeFailed(413, f"client sent more than {self.app.settings.ws_max_queue_bytes} bytes "
-                                       "before upstream accepted the WebSocket (CCXRAY_WS_MAX_QUEUE_BYTES)")
+        self._check_held()
+
+    def _check_held(self) -> None:
+        limit = self.app.settings.ws_max_queue_bytes
+        if len(self.held) + len(self.client.h11.trailing_data[0]) > limit:
+            raise HandshakeFailed(413, f"client sent more than {limit} bytes before upstream accepted "
+                                       "the WebSocket (CCXRAY_WS_MAX_QUEUE_BYTES)")
 
 
 class Pair:

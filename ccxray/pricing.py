@@ -156,7 +156,7 @@ def _openai_counts(usage: Mapping[str, object]) -> _Counts:
     return _Counts(input=prompt - cached, output=output, cache_read=cached)
 
 
-def _priced(counts: _Counts, rates: Rates) -> dict[str, object]:
+def _priced(counts: _Counts, rates: Rates) -> dict[str, object] | None:
     read = rates.cache_read if rates.cache_read is not None else rates.input
     write_5m = rates.cache_write_5m if rates.cache_write_5m is not None else rates.input
     write_1h = rates.cache_write_1h if rates.cache_write_1h is not None else write_5m
@@ -165,6 +165,8 @@ def _priced(counts: _Counts, rates: Rates) -> dict[str, object]:
         "cacheRead": counts.cache_read * read,
         "cacheWrite": counts.cache_write_5m * write_5m + counts.cache_write_1h * write_1h,
     }
+    if not math.isfinite(sum(parts.values())):
+        return None
     cost: dict[str, object] = {k: round(v / PER_TOKENS, COST_DECIMALS) for k, v in parts.items()}
     cost["total"] = round(sum(parts.values()) / PER_TOKENS, COST_DECIMALS)
     cost["currency"] = "USD"
@@ -250,7 +252,8 @@ class PriceTable:
         rates = row.rates
         if row.long_rates is not None and row.long_threshold is not None and counts.prompt > row.long_threshold:
             rates = row.long_rates
-        return _priced(counts, rates), None
+        cost = _priced(counts, rates)
+        return (cost, None) if cost is not None else (None, "usage token counts out of range")
 
     def context_window(self, model: str | None) -> int | None:
         """The model's context window in tokens, when the table has one."""

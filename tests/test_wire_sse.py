@@ -96,7 +96,7 @@ def test_event_to_json(data: str, expected: object) -> None:
 
 
 _names = st.sampled_from(["", "message_start", "response.completed", "ping", "x y"])
-_values = st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)), max_size=20)
+_values = st.text(alphabet=st.characters(exclude_characters="\r\n", exclude_categories=["Cs"]), max_size=20)
 _endings = st.sampled_from(["\n", "\r\n", "\r"])
 
 

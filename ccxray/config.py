@@ -218,7 +218,9 @@ def load_settings(
     if port != 0:
         for up in ups.values():
             _refuse_self_loop(up, host, port)
-    ms = lambda name, default: _env_number(env, name, default) / 1000.0  # noqa: E731
+    def ms(name: str, default: float) -> float:
+        return _env_number(env, name, default) / 1000.0
+
     return Settings(
         host=host,
         port=port,

@@ -108,8 +108,12 @@ def run_tail(args: Sequence[str], settings: Settings, out: IO[str]) -> int:
     p.add_argument("-n", "--lines", type=int, default=10, help="how many existing lines to show first (default 10)")
     ns = p.parse_args(list(args))
     path = settings.logs_dir / INDEX_NAME
-    keep = lambda line: ns.session is None or line.get("sessionId") == ns.session  # noqa: E731
-    show = lambda line: out.write((json.dumps(line, ensure_ascii=False) if ns.json else human_line(line)) + "\n")  # noqa: E731
+    def keep(line: dict[str, Any]) -> bool:
+        return ns.session is None or line.get("sessionId") == ns.session
+
+    def show(line: dict[str, Any]) -> None:
+        out.write((json.dumps(line, ensure_ascii=False) if ns.json else human_line(line)) + "\n")
+
     recent: list[dict[str, Any]] = []
     for line in read_index(path):
         if keep(line):

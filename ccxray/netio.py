@@ -132,14 +132,14 @@ class UpstreamConn:
 
     upstream: Upstream
     sock: socket.socket
-    h11: h11.Connection = field(default_factory=lambda: h11.Connection(h11.CLIENT, max_incomplete_event_size=65536))
+    proto: h11.Connection = field(default_factory=lambda: h11.Connection(h11.CLIENT, max_incomplete_event_size=65536))
     idle_since: float = 0.0
     reused: bool = False
     bytes_in: int = 0  # bytes received in the current request/response cycle
 
     def send(self, *events: h11.Event) -> None:
         """Serialise the events and write them in one sendall."""
-        data = b"".join(self.h11.send(e) or b"" for e in events)
+        data = b"".join(self.proto.send(e) or b"" for e in events)
         try:
             self.sock.sendall(data)
         except socket.timeout as exc:
@@ -159,12 +159,12 @@ class UpstreamConn:
     def feed(self, data: bytes) -> None:
         """Give received bytes (b"" at EOF) to h11."""
         self.bytes_in += len(data)
-        self.h11.receive_data(data)
+        self.proto.receive_data(data)
 
     def next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
         """h11's next event, translating its RemoteProtocolError."""
         try:
-            return self.h11.next_event()
+            return self.proto.next_event()
         except h11.RemoteProtocolError as exc:
             raise UpstreamProtocolError(f"{_where(self.upstream)} broke HTTP/1.1: {exc}") from exc
 
@@ -172,7 +172,7 @@ class UpstreamConn:
         close_quietly(self.sock)
 
     def is_reusable(self) -> bool:
-        return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
+        return self.proto.our_state is h11.DONE and self.proto.their_state is h11.DONE
 
 
 def _looks_alive(sock: socket.socket) -> bool:
@@ -228,7 +228,7 @@ class UpstreamPool:
         """An idle connection to ``up`` if one is alive, else a new one."""
         conn = None if fresh else self._take_idle(up)
         if conn is not None:
-            conn.h11.start_next_cycle()
+            conn.proto.start_next_cycle()
             conn.reused = True
             conn.bytes_in = 0
             return conn

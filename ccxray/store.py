@@ -127,6 +127,7 @@ def read_sidecar(logs_dir: Path, call_id: str, part: str) -> object | None:
         return None
     try:
         with open(logs_dir / f"{call_id}_{part}.json", "rb") as fh:
-            return json.load(fh)
+            value: object = json.load(fh)
+            return value
     except (OSError, ValueError):
         return None

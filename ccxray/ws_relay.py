@@ -138,9 +138,8 @@ class Upgrade:
             left = self.deadline - time.monotonic()
             if left <= 0:
                 raise HandshakeFailed(504, f"upstream did not answer the WebSocket upgrade within {self.app.settings.ws_idle_timeout_s:g}s")
-            if isinstance(self.up_sock, ssl.SSLSocket) and self.up_sock.pending():
-                readable = [self.up_sock]
-            else:
+            readable: list[socket.socket] = [self.up_sock]
+            if not (isinstance(self.up_sock, ssl.SSLSocket) and self.up_sock.pending()):
                 readable, _, _ = select.select([self.up_sock, self.client.sock], [], [], left)
             if self.up_sock in readable:
                 try:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
-from wsproto.events import BytesMessage, CloseConnection, Event, Message, Ping, Pong, TextMessage
+from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
 from wsproto.frame_protocol import CloseReason
 
 from . import closecodes
@@ -66,7 +66,7 @@ class Output:
 class _Inbound:
     """Per-direction assembly state."""
 
-    piece: list[bytes | str] = field(default_factory=list)
+    piece: list[bytes | bytearray | str] = field(default_factory=list)
     piece_bytes: int = 0
     message: list[str] = field(default_factory=list)
     message_size: int = 0
@@ -151,7 +151,7 @@ class WsBridge:
         """Handle one event; True when this side must not be read any more."""
         if isinstance(event, CloseConnection):
             return self._on_close(side, event, before, out)
-        if isinstance(event, Message):
+        if isinstance(event, (TextMessage, BytesMessage)):
             self._on_data(side, event, out)
         elif isinstance(event, Ping):
             self._send(side.other, Ping(payload=event.payload), out)
@@ -161,7 +161,7 @@ class WsBridge:
 
     # -- data ---------------------------------------------------------------
 
-    def _on_data(self, side: Side, event: Message[bytes] | Message[str], out: Output) -> None:
+    def _on_data(self, side: Side, event: TextMessage | BytesMessage, out: Output) -> None:
         inbound = self._inbound[side]
         is_text = isinstance(event, TextMessage)
         data = event.data

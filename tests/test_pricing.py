@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from importlib import resources
 
 import pytest
@@ -206,7 +207,7 @@ def test_cost_never_raises_and_adds_up(provider: str, model: str, usage: dict[st
         values = [cost[k] for k in ("input", "output", "cacheRead", "cacheWrite", "total")]
         assert all(isinstance(v, float) and v >= 0 for v in values)
         parts = [float(str(v)) for v in values]
-        assert abs(sum(parts[:4]) - parts[4]) < 5e-6
+        assert math.isclose(sum(parts[:4]), parts[4], rel_tol=1e-9, abs_tol=5e-6)
 
 
 def test_absurd_token_counts_give_a_note_not_inf() -> None:

@@ -1,0 +1,102 @@
+"""Upstream transport: TLS with verification, HTTPS_PROXY tunnels, pool reuse."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import ssl
+from typing import Iterator
+
+import pytest
+import trustme
+from websockets.sync.client import connect
+
+from .netfixtures import ConnectProxy, TlsFront
+
+MSG = json.dumps({"model": "claude-haiku-4-5", "max_tokens": 5, "messages": []}).encode()
+
+
+def post(port: int, path: str = "/v1/messages", headers: dict | None = None) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("POST", path, body=MSG, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_front(fake, ca) -> Iterator[TlsFront]:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(ctx)
+    with TlsFront(fake.port, ctx) as front:
+        yield front
+
+
+def test_https_upstream_verified_with_trusted_ca(fake, ca, tls_front, make_proxy, tmp_path, monkeypatch):
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    proxy = make_proxy(ANTHROPIC_BASE_URL=f"https://localhost:{tls_front.port}")
+    status, body = post(proxy.port)
+    assert status == 200 and json.loads(body)["type"] == "message"
+    assert {n.lower(): v for n, v in fake.seen[-1]["headers"]}["host"] == f"localhost:{tls_front.port}"
+
+
+def test_https_upstream_with_untrusted_cert_is_502(tls_front, make_proxy, tmp_path, monkeypatch):
+    other = trustme.CA()
+    bundle = tmp_path / "other.pem"
+    other.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    proxy = make_proxy(ANTHROPIC_BASE_URL=f"https://localhost:{tls_front.port}")
+    status, body = post(proxy.port)
+    assert status == 502 and b"TLS" in body
+
+
+def test_wss_upstream(fake, ca, tls_front, make_proxy, tmp_path, monkeypatch):
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    proxy = make_proxy(OPENAI_BASE_URL=f"https://localhost:{tls_front.port}/v1")
+    with connect(f"ws://127.0.0.1:{proxy.port}/v1/responses", additional_headers={"x-fake-mode": "echo"}) as ws:
+        ws.send("over tls")
+        assert ws.recv(timeout=10) == "over tls"
+
+
+def test_https_proxy_tunnel_for_http_and_websocket(fake, make_proxy):
+    with ConnectProxy() as tunnel:
+        proxy = make_proxy(HTTPS_PROXY=f"http://user:pw@127.0.0.1:{tunnel.port}")
+        assert post(proxy.port)[0] == 200
+        with connect(f"ws://127.0.0.1:{proxy.port}/v1/responses", additional_headers={"x-fake-mode": "echo"}) as ws:
+            ws.send("tunnelled")
+            assert ws.recv(timeout=10) == "tunnelled"
+        assert tunnel.targets == [f"127.0.0.1:{fake.port}", f"127.0.0.1:{fake.port}"]
+        assert tunnel.auth[0] and tunnel.auth[0].startswith("Basic ")
+
+
+def test_no_proxy_bypasses_tunnel(fake, make_proxy):
+    with ConnectProxy() as tunnel:
+        proxy = make_proxy(HTTPS_PROXY=f"http://127.0.0.1:{tunnel.port}", NO_PROXY="localhost,127.0.0.1")
+        assert post(proxy.port)[0] == 200
+        assert tunnel.targets == []
+
+
+def test_dead_https_proxy_is_502(make_proxy):
+    proxy = make_proxy(HTTPS_PROXY="http://127.0.0.1:9")
+    status, body = post(proxy.port)
+    assert status == 502 and b"HTTPS_PROXY" in body
+
+
+def test_stale_pooled_connection_is_retried(fake, proxy):
+    # close-after: the fake answers, then closes the kept-alive connection;
+    # the next call must not fail on the dead pooled socket.
+    assert post(proxy.port, headers={"x-fake-mode": "close-after"})[0] == 200
+    for _ in range(3):
+        assert post(proxy.port)[0] == 200
+    assert len(proxy.lines(4)) == 4

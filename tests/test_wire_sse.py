@@ -78,7 +78,7 @@ def test_close_discards_an_unterminated_event() -> None:
 
 def test_retry_is_kept_on_the_parser() -> None:
     parser = SseParser()
-    parser.feed(b"retry: 1500\n\nretry: x1\n\nretry: \xd9\xa3\n\n")
+    parser.feed(b"retry: 1500\n\nretry: x1\n\nretry: \xd9\xa3\n\nretry: " + b"9" * 5000 + b"\n\n")
     assert parser.retry_ms == 1500
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from . import loads_json
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
+MAX_RETRY_DIGITS = 12
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,8 @@ class SseParser:
             if "\0" not in value:
                 self._last_id = value
         elif name == "retry":
-            if value.isascii() and value.isdigit():
+            # Digits only; longer than any sane delay is ignored (int() caps huge strings).
+            if value.isascii() and value.isdigit() and len(value) <= MAX_RETRY_DIGITS:
                 self.retry_ms = int(value)
 
     def _dispatch(self) -> SseEvent | None:

@@ -16,7 +16,11 @@ from .config import Settings
 from .netio import UpstreamPool, close_quietly
 from .pricing import PriceTable
 from .recorder import Recorder
+from .restore import RestoreStats, prune, restore
+from .sessionindex import SessionIndex
 from .store import Store
+
+PRUNE_EVERY_S = 6 * 3600
 
 
 def load_prices(settings: Settings) -> PriceTable:
@@ -63,6 +67,28 @@ class App:
         self.allowed_hosts = allowed_hosts(settings.host, settings.port)
         self._conns: set[ConnEntry] = set()
         self._lock = threading.Condition()
+        self.sessions = SessionIndex()
+        self.restore_stats: RestoreStats | None = None
+        recorder.add_listener(self.sessions.add)
+
+    def schedule_log_upkeep(self) -> None:
+        """Queue pruning (if LOG_RETENTION_DAYS) and the restore on the recorder's thread.
+
+        Queued before any traffic is accepted, so the restore reads exactly
+        the lines written before this start; later lines arrive as live ones.
+        """
+        rec, settings = self.recorder, self.settings
+        days = settings.retention_days
+        if days is not None:
+            def prune_old() -> None:
+                prune(rec.store, days)
+            rec.run_on_writer(prune_old)
+            rec.every(PRUNE_EVERY_S, prune_old)
+
+        def restore_state() -> None:
+            self.restore_stats = restore(rec.store.logs_dir, rec.assembler.sessions, self.sessions,
+                                         settings.restore_days)
+        rec.run_on_writer(restore_state)
 
     def set_port(self, port: int) -> None:
         self.port = port

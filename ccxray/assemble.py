@@ -16,7 +16,7 @@ from .decode import decode_body
 from .pricing import PriceTable
 from .record import HttpCall, WsClosed, WsFrame, WsOpened, index_line, iso_ms
 from .sessions import Identity, SessionTracker, identify
-from .summarize import summarize_http, summarize_turn
+from .summarize import identity_fields, summarize_http, summarize_turn
 from .wire.codex_ws import Turn, TurnTracker
 
 MAX_RECORDED_FRAME_BYTES = 64 * 1024 * 1024  # per connection; beyond it frames are logged by size
@@ -52,12 +52,15 @@ def _meta(method: str, url: str, upstream_url: str | None, req_headers: list[tup
     }
 
 
-def _identity_fields(ident: Identity) -> dict[str, Any]:
-    return {
-        "sessionId": ident.session_id, "sessionInferred": ident.session_inferred,
-        "agent": ident.agent, "agentType": ident.agent_type,
-        "isSubagent": ident.is_subagent, "cwd": ident.cwd,
-    }
+def _richer(known: Identity, seen: Identity) -> Identity:
+    """The connection's identity, completed by what a turn revealed (cwd, agent type)."""
+    return Identity(
+        session_id=known.session_id or seen.session_id,
+        session_inferred=known.session_inferred if known.session_id else seen.session_inferred,
+        agent=known.agent or seen.agent, agent_type=known.agent_type or seen.agent_type,
+        is_subagent=known.is_subagent or seen.is_subagent, cwd=known.cwd or seen.cwd,
+        thread_id=known.thread_id or seen.thread_id,
+    )
 
 
 def _frame_json(frame: WsFrame, started: float) -> dict[str, Any]:
@@ -101,9 +104,9 @@ class Assembler:
         summary = summarize_http(_provider(call.provider), call.req_headers, call.req_body,
                                  call.resp_headers, body if undecoded is None else b"",
                                  call.status, self.prices)
-        ident = self.sessions.resolve(summary.identity, call.started)
+        ident = self.sessions.resolve(summary.identity, call.started, summary.system_text)
         fields = dict(summary.fields)
-        fields.update(_identity_fields(ident))
+        fields.update(identity_fields(ident))
         response: object = summary.response
         if undecoded is not None:
             response = {"undecoded": undecoded, "size": len(raw), "base64": base64.b64encode(raw[:1 << 20]).decode()}
@@ -124,11 +127,11 @@ class Assembler:
             (call.id, "meta", _meta(call.method, call.url, call.upstream_url, call.req_headers,
                                     call.status, call.resp_headers)),
         ]
-        self._remember_prompt(summary, ident, writes)
+        self._remember_prompt(summary.system_text, ident, writes)
         return writes
 
-    def _remember_prompt(self, summary: Any, ident: Identity, writes: Writes) -> None:
-        system_text = getattr(summary, "system_text", None)
+    def _remember_prompt(self, system_text: str | None, ident: Identity, writes: Writes) -> None:
+        """Persist the agent type seen with a Codex prompt, so a restart restores it."""
         if ident.agent != "codex" or not system_text or not ident.agent_type:
             return
         prompt_hash = self.sessions.remember_prompt_agent(system_text, ident.agent_type)
@@ -160,9 +163,12 @@ class Assembler:
             state.turns += 1
             turn_id = f"{state.opened.id}-t{turn.index}"
             ident = identify("openai", state.opened.req_headers, turn.request)
-            ident = self.sessions.resolve(ident if ident.session_id else state.identity, turn.started)
+            system_text = turn.request_facts.system_text
+            ident = self.sessions.resolve(ident if ident.session_id else state.identity, turn.started, system_text)
+            self._remember_prompt(system_text, ident, writes)
+            state.identity = _richer(state.identity, ident)
             fields = summarize_turn(turn, self.prices)
-            fields.update(_identity_fields(ident))
+            fields.update(identity_fields(ident))
             writes.lines.append(index_line(
                 id=turn_id, ts=iso_ms(turn.ended), receivedAt=int(turn.started * 1000), kind="turn",
                 transport="websocket", provider=_provider(state.opened.provider), method="WS",
@@ -184,7 +190,7 @@ class Assembler:
             transport="websocket", provider=_provider(opened.provider), method="GET", url=opened.url,
             status=closed.status, elapsed=round(closed.elapsed_s * 1000, 1), isSSE=False,
             error=closed.error, frameCounts=closed.frame_counts, byteCounts=closed.byte_counts,
-            close=closed.close.to_json(), turnCount=state.turns, **_identity_fields(state.identity),
+            close=closed.close.to_json(), turnCount=state.turns, **identity_fields(state.identity),
         ))
         refusal = closed.resp_body.decode("utf-8", "replace") if closed.resp_body else None
         writes.sidecars += [

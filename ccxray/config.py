@@ -40,6 +40,8 @@ ENV_HELP: dict[str, str] = {
     "CCXRAY_WS_MAX_QUEUE_BYTES": "WebSocket bytes held for a side not yet open (default 4194304)",
     "CCXRAY_SHUTDOWN_GRACE_MS": "how long in-flight calls may finish on SIGINT/SIGTERM (default 10000)",
     "CCXRAY_PRICES": "a JSON price file whose rows override or extend the bundled table",
+    "RESTORE_DAYS": "days of log to rebuild the session list from at start (default 7; 0 for none)",
+    "LOG_RETENTION_DAYS": "delete log lines and sidecars older than this many days (default: keep all)",
 }
 
 
@@ -110,6 +112,8 @@ class Settings:
     ws_max_queue_bytes: int = 4 * 1024 * 1024
     shutdown_grace_s: float = 10.0
     prices_path: str | None = None
+    restore_days: float = 7.0
+    retention_days: float | None = None
 
     @property
     def logs_dir(self) -> Path:
@@ -165,6 +169,19 @@ def _env_number(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name}={raw!r} must be a number") from exc
     if value <= 0:
         raise ConfigError(f"{name}={raw!r} must be greater than zero")
+    return value
+
+
+def _env_days(env: Mapping[str, str], name: str, default: float | None) -> float | None:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} must be a number of days") from exc
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r} must not be negative")
     return value
 
 
@@ -240,6 +257,8 @@ def load_settings(
         ws_max_queue_bytes=int(_env_number(env, "CCXRAY_WS_MAX_QUEUE_BYTES", 4 * 1024 * 1024)),
         shutdown_grace_s=ms("CCXRAY_SHUTDOWN_GRACE_MS", 10_000),
         prices_path=env.get("CCXRAY_PRICES") or None,
+        restore_days=_env_days(env, "RESTORE_DAYS", 7.0) or 0.0,
+        retention_days=_env_days(env, "LOG_RETENTION_DAYS", None),
     )
 
 

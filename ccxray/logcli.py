@@ -11,12 +11,12 @@ import json
 import re
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterator, Sequence
 
 from .config import Settings
 from .store import INDEX_NAME, iter_index, read_index
+from .totals import Totals, counts_usage, line_cost, usage_tokens
 
 FOLLOW_POLL_S = 0.25
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
@@ -37,34 +37,13 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * UNIT_S[m.group(2)]
 
 
-def tokens(usage: object) -> dict[str, int]:
-    """Provider usage -> {input, output, cacheRead, cacheWrite} (ints, 0 when absent)."""
-    u = usage if isinstance(usage, dict) else {}
-    details = u.get("input_tokens_details") or u.get("prompt_tokens_details") or {}
-    def num(v: object) -> int:
-        return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else 0
-    cached = num(details.get("cached_tokens")) if isinstance(details, dict) else 0
-    return {
-        "input": num(u.get("input_tokens", u.get("prompt_tokens"))),
-        "output": num(u.get("output_tokens", u.get("completion_tokens"))),
-        "cacheRead": num(u.get("cache_read_input_tokens")) + cached,
-        "cacheWrite": num(u.get("cache_creation_input_tokens")),
-    }
-
-
-def _cost(line: dict[str, Any]) -> float:
-    cost = line.get("cost")
-    total = cost.get("total") if isinstance(cost, dict) else None
-    return float(total) if isinstance(total, (int, float)) else 0.0
-
-
 def human_line(line: dict[str, Any]) -> str:
     """One readable line: time, agent, model, tokens, cost, status, transport."""
-    t = tokens(line.get("usage"))
+    t = usage_tokens(line.get("usage"))
     ts = str(line.get("ts") or "")[11:19]
     parts = [ts, str(line.get("agent") or "-"), str(line.get("model") or line.get("url") or "-"),
              f"{t['input']}→{t['output']} tok" + (f" (+{t['cacheRead']} cached)" if t["cacheRead"] else ""),
-             f"${_cost(line):.4f}" if line.get("cost") else "$-",
+             f"${line_cost(line) or 0:.4f}" if line_cost(line) is not None else "$-",
              str(line.get("status") if line.get("status") is not None else "-"),
              f"{line.get('transport') or 'http'}/{line.get('kind') or 'call'}",
              f"{line.get('elapsed')}ms" if line.get("elapsed") is not None else "",
@@ -133,35 +112,11 @@ def run_tail(args: Sequence[str], settings: Settings, out: IO[str]) -> int:
     return 0
 
 
-@dataclass
-class Bucket:
-    calls: int = 0
-    cost: float = 0.0
-    tokens: dict[str, int] = field(default_factory=lambda: {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0})
-    unpriced: int = 0
-
-    def add(self, line: dict[str, Any]) -> None:
-        self.calls += 1
-        self.cost = round(self.cost + _cost(line), 6)
-        if line.get("cost") is None and line.get("usage"):
-            self.unpriced += 1
-        for k, v in tokens(line.get("usage")).items():
-            self.tokens[k] += v
-
-    def to_json(self) -> dict[str, Any]:
-        return {"calls": self.calls, "cost": self.cost, "unpricedCalls": self.unpriced, **self.tokens}
-
-
-def _counted(line: dict[str, Any]) -> bool:
-    """Connection lines summarise sockets; their turns carry the usage."""
-    return line.get("kind") != "connection"
-
-
 def summarise(lines: Iterator[dict[str, Any]], since_ms: float | None, session: str | None, cwd: str | None) -> dict[str, Any]:
-    total = Bucket()
-    groups: dict[str, dict[str, Bucket]] = {"byModel": {}, "bySession": {}, "byProject": {}}
+    total = Totals()
+    groups: dict[str, dict[str, Totals]] = {"byModel": {}, "bySession": {}, "byProject": {}}
     for line in lines:
-        if not _counted(line):
+        if not counts_usage(line):
             continue
         if since_ms is not None and (line.get("receivedAt") or 0) < since_ms:
             continue
@@ -169,7 +124,7 @@ def summarise(lines: Iterator[dict[str, Any]], since_ms: float | None, session: 
             continue
         total.add(line)
         for key, value in (("byModel", line.get("model")), ("bySession", line.get("sessionId")), ("byProject", line.get("cwd"))):
-            groups[key].setdefault(str(value or "(unknown)"), Bucket()).add(line)
+            groups[key].setdefault(str(value or "(unknown)"), Totals()).add(line)
     result: dict[str, Any] = {"total": total.to_json()}
     for key, buckets in groups.items():
         result[key] = {name: b.to_json() for name, b in sorted(buckets.items(), key=lambda kv: -kv[1].cost)}

@@ -21,7 +21,7 @@ from .store import Store
 
 log = logging.getLogger("ccxray.recorder")
 
-Item = Union[HttpCall, WsOpened, WsFrame, WsClosed]
+Item = Union[HttpCall, WsOpened, WsFrame, WsClosed, Callable[[], None]]
 Listener = Callable[[dict[str, Any]], None]
 MAX_QUEUE_ITEMS = 100_000
 _STOP = object()
@@ -43,6 +43,7 @@ class Recorder:
         self._reported = False
         self._idle = threading.Condition()
         self._pending = 0
+        self._periodic: list[list[Any]] = []
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="ccxray-recorder")
@@ -60,6 +61,15 @@ class Recorder:
         except queue.Full:
             self.dropped += 1
             self._done_one()
+
+    def run_on_writer(self, task: Callable[[], None]) -> None:
+        """Run ``task`` on the writer thread, in order with the recorded items
+        (restore and pruning touch what only that thread may touch)."""
+        self.submit(task)
+
+    def every(self, interval_s: float, task: Callable[[], None]) -> None:
+        """Run ``task`` on the writer thread about every ``interval_s`` seconds."""
+        self._periodic.append([interval_s, time.monotonic() + interval_s, task])
 
     def add_listener(self, fn: Listener) -> None:
         with self._listeners_lock:
@@ -95,20 +105,35 @@ class Recorder:
             if not self._pending:
                 self._idle.notify_all()
 
+    def _due(self) -> float:
+        """Run periodic tasks that are due; returns seconds until the next one."""
+        now = time.monotonic()
+        wait = 60.0
+        for entry in self._periodic:
+            if now >= entry[1]:
+                entry[1] = now + entry[0]
+                self._handle(entry[2])
+            wait = min(wait, entry[1] - now)
+        return max(wait, 0.01)
+
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=self._due())
+            except queue.Empty:
+                continue
             if item is _STOP:
                 return
             try:
                 self._handle(item)
-            except Exception:  # the thread's one top-level catch: a parser bug must not stop recording
-                log.exception("ccxray: recorder could not handle %s", type(item).__name__)
             finally:
                 self._done_one()
 
     def _handle(self, item: object) -> None:
         try:
+            if callable(item):
+                item()
+                return
             writes = self.assembler.handle(item)
             for call_id, part, obj in writes.sidecars:
                 self.store.write_sidecar(call_id, part, obj)
@@ -119,6 +144,8 @@ class Recorder:
                 self._publish(line)
         except (OSError, ValueError, TypeError, RecursionError) as exc:
             self._report(exc)
+        except Exception:  # the thread's one top-level catch: a parser bug must not stop recording
+            log.exception("ccxray: recorder could not handle %s", type(item).__name__)
 
     def _publish(self, line: dict[str, Any]) -> None:
         with self._listeners_lock:

@@ -71,6 +71,7 @@ class ProxyServer:
         self._listener = listener
         self.app.set_port(port)
         self.app.recorder.start()
+        self.app.schedule_log_upkeep()
         self._accept_thread = threading.Thread(target=self._accept_loop, name="ccxray-accept")
         self._accept_thread.start()
         return self

@@ -12,12 +12,13 @@ half a file.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 INDEX_NAME = "index.ndjson"
 SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -33,6 +34,13 @@ def is_safe_id(value: str) -> bool:
     return bool(SAFE_ID.match(value)) and value not in (".", "..")
 
 
+def _end_torn_line(fd: int) -> None:
+    """After a crash mid-line, start the next line on a line of its own."""
+    size = os.fstat(fd).st_size
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        os.write(fd, b"\n")
+
+
 class Store:
     """Writes the log. Not thread-safe by itself: the recorder's one writer thread owns it."""
 
@@ -45,15 +53,69 @@ class Store:
     def _index_fd(self) -> int:
         if self._fd is None:
             self.shared_dir.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.index_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self._fd = os.open(self.index_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+            _end_torn_line(self._fd)
         return self._fd
+
+    def _locked_fd(self) -> int:
+        """The index fd under a shared lock, reopened if a prune replaced the file."""
+        fd = self._index_fd()
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        try:
+            current = os.stat(self.index_path).st_ino
+        except FileNotFoundError:
+            current = -1
+        if current == os.fstat(fd).st_ino:
+            return fd
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        self.close()
+        return self._locked_fd()
 
     def append(self, line: dict[str, Any]) -> None:
         """Append one index line atomically. Raises OSError (disk full, ...)."""
         data = dumps_line(line)
-        written = os.write(self._index_fd(), data)
-        if written != len(data):  # only on a full disk; finish the line so the file stays parseable
-            os.write(self._index_fd(), data[written:])
+        fd = self._locked_fd()
+        try:
+            written = os.write(fd, data)
+            if written != len(data):  # only on a full disk; finish the line so the file stays parseable
+                os.write(fd, data[written:])
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def rewrite_index(self, keep: Callable[[dict[str, Any]], bool]) -> int:
+        """Rewrite the index with only the lines ``keep`` accepts; returns lines dropped.
+
+        Appenders (any process) hold a shared lock per line and reopen when the
+        file was replaced, so taking the exclusive lock for the final copy and
+        rename loses no line written during the prune.
+        """
+        fd = self._index_fd()
+        tmp = self.index_path.with_name(INDEX_NAME + ".prune")
+        dropped = 0
+        with open(self.index_path, "rb") as src, open(tmp, "wb") as dst:
+            dropped += _copy_kept(src, dst, keep, final=False)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                dropped += _copy_kept(src, dst, keep, final=True)  # what was appended meanwhile
+                dst.flush()
+                os.fsync(dst.fileno())
+                os.replace(tmp, self.index_path)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        self.close()
+        return dropped
+
+    def remove_sidecars_older_than(self, cutoff_epoch_s: float) -> int:
+        """Delete per-call sidecars last written before the cutoff; returns how many."""
+        removed = 0
+        for path in self.logs_dir.glob("*_*.json"):
+            try:
+                if path.stat().st_mtime < cutoff_epoch_s:
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                continue
+        return removed
 
     def _write_json(self, path: Path, obj: object) -> None:
         tmp = path.with_name(path.name + ".tmp")
@@ -83,6 +145,34 @@ class Store:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _copy_kept(src: IO[bytes], dst: IO[bytes], keep: Callable[[dict[str, Any]], bool], final: bool) -> int:
+    """Copy the whole lines ``keep`` accepts (unparseable ones stay); returns lines dropped.
+
+    A line without its newline is still being written, unless ``final`` (under
+    the exclusive lock nobody is writing): then it is a crash remnant, kept
+    with a newline so the next append starts a line of its own.
+    """
+    dropped = 0
+    while True:
+        raw = src.readline()
+        if not raw:
+            return dropped
+        if not raw.endswith(b"\n"):
+            if final:
+                dst.write(raw + b"\n")
+            else:
+                src.seek(-len(raw), os.SEEK_CUR)
+            return dropped
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            obj = None
+        if isinstance(obj, dict) and not keep(obj):
+            dropped += 1
+        else:
+            dst.write(raw)
 
 
 @dataclass

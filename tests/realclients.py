@@ -290,12 +290,13 @@ def header(entry: dict[str, Any], name: str) -> str | None:
     return None
 
 
-def secrets_in(logs: Path, secrets: Iterable[str]) -> list[str]:
-    """``file: secret`` for every secret found in any file under ``logs``."""
+def secrets_in(logs: Path, secrets: Iterable[str], skip: Iterable[str] = ()) -> list[str]:
+    """``file: secret`` for every secret found in any file under ``logs`` (but those named in ``skip``)."""
     wanted = [s.encode() for s in secrets if s]
+    skipped = set(skip)
     found = []
     for path in sorted(logs.rglob("*")):
-        if path.is_file():
+        if path.is_file() and str(path.relative_to(logs)) not in skipped:
             data = path.read_bytes()
             found += [f"{path.relative_to(logs)}: {s.decode()[:24]}..." for s in wanted if s in data]
     return found

@@ -43,28 +43,6 @@ def _entries(app: App) -> Iterator[dict[str, Any]]:
     return read_index(app.settings.logs_dir / "index.ndjson")
 
 
-def sessions(app: App) -> list[dict[str, Any]]:
-    """One summary per session id, newest first."""
-    by_id: dict[str, dict[str, Any]] = {}
-    for line in _entries(app):
-        if line.get("kind") == "connection" and line.get("turnCount"):
-            continue  # its turns carry the usage; don't count the socket twice
-        sid = line.get("sessionId") or "(none)"
-        s = by_id.setdefault(sid, {"sessionId": sid, "calls": 0, "cost": 0.0, "first": line.get("ts"),
-                                   "agent": None, "cwd": None, "models": []})
-        s["calls"] += 1
-        s["last"] = line.get("ts")
-        cost = line.get("cost")
-        if isinstance(cost, dict) and isinstance(cost.get("total"), (int, float)):
-            s["cost"] = round(s["cost"] + cost["total"], 6)
-        s["agent"] = s["agent"] or line.get("agent")
-        s["cwd"] = s["cwd"] or line.get("cwd")
-        model = line.get("model")
-        if model and model not in s["models"]:
-            s["models"].append(model)
-    return sorted(by_id.values(), key=lambda s: str(s.get("last") or ""), reverse=True)
-
-
 def entries(app: App, session: str | None, limit: int) -> list[dict[str, Any]]:
     """The last ``limit`` index lines, optionally of one session."""
     kept: list[dict[str, Any]] = []
@@ -136,7 +114,7 @@ def serve_local(app: App, client: ClientConn, method: str, target: str,
     if method not in ("GET", "HEAD"):
         return _json(client, 405, {"error": "method_not_allowed"})
     if path == "/_api/sessions":
-        return _json(client, 200, sessions(app))
+        return _json(client, 200, app.sessions.list())
     if path == "/_api/entries":
         limit = int(params["limit"]) if params.get("limit", "").isdigit() else MAX_ENTRIES
         return _json(client, 200, entries(app, params.get("session"), min(limit, 5000)))

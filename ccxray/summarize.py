@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from .pricing import PriceTable
+from .totals import usage_tokens
 from .sessions import Header, Identity, header, identify
 from .wire import RequestFacts, ResponseFacts, anthropic, loads_json, openai
 from .wire.codex_ws import Turn
@@ -23,6 +24,7 @@ from .wire.sse import event_to_json, parse_sse
 FIELD_NAMES = (
     "sessionId", "sessionInferred", "agent", "agentType", "isSubagent", "cwd", "model", "usage",
     "cost", "costNote", "stopReason", "msgCount", "toolCount", "title", "responseMetadata",
+    "contextTokens", "contextWindow", "contextUse",
 )
 _RATE_LIMIT_PREFIXES = (
     "anthropic-ratelimit-", "x-ratelimit-", "x-codex-primary-", "x-codex-secondary-", "x-codex-credits-",
@@ -115,12 +117,26 @@ def identity_fields(ident: Identity) -> dict[str, object]:
     }
 
 
+def context_tokens(provider: str, usage: object) -> int | None:
+    """Tokens of prompt the model read: Anthropic counts cache reads and writes
+    apart from input_tokens, OpenAI's input_tokens already includes them."""
+    if not isinstance(usage, dict):
+        return None
+    t = usage_tokens(usage)
+    total = t["input"] + (t["cacheRead"] + t["cacheWrite"] if provider == "anthropic" else 0)
+    return total or None
+
+
 def _call_fields(provider: str, req: RequestFacts, res: ResponseFacts, prices: PriceTable) -> dict[str, object]:
     model = res.model or req.model
     cost, note = prices.cost(provider, model, res.usage)
+    used = context_tokens(provider, res.usage)
+    window = prices.context_window(model)
     return {
         "model": model, "usage": res.usage, "cost": cost, "costNote": note, "stopReason": res.stop_reason,
         "msgCount": req.msg_count, "toolCount": req.tool_count, "title": req.title,
+        "contextTokens": used, "contextWindow": window,
+        "contextUse": round(used / window, 4) if used and window else None,
     }
 
 

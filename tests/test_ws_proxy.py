@@ -4,6 +4,7 @@ upstream, real loopback sockets throughout."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -312,3 +313,31 @@ def test_soak_sessions_leave_nothing_behind(fake, proxy):
     proxy.lines(200)
     wait_until(lambda: threading.active_count() <= baseline_threads, 10, "relay threads to end")
     wait_until(lambda: open_fds() <= baseline_fds + 2, 10, "sockets to be closed")
+
+
+def test_stop_sends_going_away_to_open_sessions(fake, proxy):
+    with connect(ws_url(proxy), additional_headers={"x-fake-mode": "echo"}) as ws:
+        ws.send("x")
+        ws.recv(timeout=10)
+        stopper = threading.Thread(target=proxy.server.stop, kwargs={"grace_s": 5})
+        stopper.start()
+        code, reason = close_of(ws)
+        stopper.join(20)
+    assert code == 1001 and "shutting down" in reason
+    fake.wait_for(lambda seen: seen[-1].get("close"), 10, "upstream to get 1001")
+    assert fake.seen[-1]["close"]["code"] == 1001
+
+
+def test_many_concurrent_sessions(fake, proxy):
+    baseline = threading.active_count()
+    stack = contextlib.ExitStack()
+    with stack:
+        sessions = [stack.enter_context(connect(ws_url(proxy), additional_headers={"x-fake-mode": "echo"}))
+                    for _ in range(100)]
+        for i, ws in enumerate(sessions):
+            ws.send(f"hello {i}")
+        for i, ws in enumerate(sessions):
+            assert ws.recv(timeout=10) == f"hello {i}"
+    lines = proxy.lines(100)
+    assert all(l["frameCounts"] == {"clientToUpstream": 1, "upstreamToClient": 1} for l in lines)
+    wait_until(lambda: threading.active_count() <= baseline, 10, "all relay threads to end")

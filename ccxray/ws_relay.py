@@ -39,11 +39,11 @@ from .clientconn import ClientConn
 from .errors import ClientGone, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
 from .http_relay import decode_headers, encode_headers
 from .netio import RECV_BYTES, close_quietly
-from .record import CloseInfo, WsClosed, WsFrame, WsOpened
+from .record import CloseInfo, WsClosed, WsOpened
 from .routing import Route
-from .wsbridge import MessageSeen, Output, Side, WsBridge
+from .ws_pair import Pair
+from .wsbridge import Side, WsBridge
 
-CLOSE_TIMEOUT_S = 5.0
 MAX_REFUSAL_BYTES = 1 << 20
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -67,13 +67,6 @@ class HandshakeFailed(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-
-
-def _readable(sock: socket.socket, timeout_s: float) -> bool:
-    if isinstance(sock, ssl.SSLSocket) and sock.pending():
-        return True
-    readable, _, _ = select.select([sock], [], [], max(timeout_s, 0))
-    return bool(readable)
 
 
 class Upgrade:
@@ -164,120 +157,6 @@ class Upgrade:
         if len(self.held) + len(self.client.h11.trailing_data[0]) > limit:
             raise HandshakeFailed(413, f"client sent more than {limit} bytes before upstream accepted "
                                        "the WebSocket (CCXRAY_WS_MAX_QUEUE_BYTES)")
-
-
-class Pair:
-    """Two sockets around one WsBridge, pumped by two threads."""
-
-    def __init__(self, app: App, conn_id: str, client_sock: socket.socket, up_sock: socket.socket, bridge: WsBridge) -> None:
-        self.app = app
-        self.conn_id = conn_id
-        self.socks = {Side.CLIENT: client_sock, Side.UPSTREAM: up_sock}
-        self.bridge = bridge
-        self.lock = threading.Lock()
-        self.send_locks = {Side.CLIENT: threading.Lock(), Side.UPSTREAM: threading.Lock()}
-        self.pending = {Side.CLIENT: bytearray(), Side.UPSTREAM: bytearray()}
-        self.last_activity = time.monotonic()
-        self.close_deadline: float | None = None
-        self.terminated = threading.Event()
-        self.idle_s = app.settings.ws_idle_timeout_s
-
-    def apply(self, out: Output) -> None:
-        """Send what a bridge call produced (under the send locks), then record messages."""
-        with self.lock:
-            for side in Side:
-                self.pending[side] += out.to[side]
-        for side in Side:
-            self._flush(side)
-        now = time.time()
-        for msg in out.messages:
-            self._record(msg, now)
-        with self.lock:
-            if self.bridge.is_closing and self.close_deadline is None:
-                self.close_deadline = time.monotonic() + CLOSE_TIMEOUT_S
-            finished = self.bridge.is_finished
-        if finished:
-            self.terminate()
-
-    def _flush(self, side: Side) -> None:
-        with self.send_locks[side]:
-            with self.lock:
-                data, self.pending[side] = self.pending[side], bytearray()
-            if not data:
-                return
-            try:
-                self.socks[side].sendall(data)
-            except OSError:
-                close_quietly_shutdown(self.socks[side])  # its pump sees EOF and reports the drop
-
-    def _record(self, msg: MessageSeen, now: float) -> None:
-        self.app.recorder.submit(WsFrame(self.conn_id, msg.direction, now, msg.text, msg.size, msg.truncated))
-
-    def feed(self, side: Side, data: bytes | None) -> None:
-        with self.lock:
-            self.last_activity = time.monotonic()
-            out = self.bridge.feed(side, data)
-        self.apply(out)
-
-    def close_both(self, code: int, reason: str) -> None:
-        with self.lock:
-            out = self.bridge.close_both(code, reason)
-        self.apply(out)
-
-    def terminate(self) -> None:
-        """Wake both pumps for good: the pair is over."""
-        if not self.terminated.is_set():
-            self.terminated.set()
-            for sock in self.socks.values():
-                close_quietly_shutdown(sock)
-
-    def _timeout(self) -> float:
-        now = time.monotonic()
-        with self.lock:
-            limit = self.last_activity + self.idle_s
-            if self.close_deadline is not None:
-                limit = min(limit, self.close_deadline)
-        return limit - now
-
-    def _on_timeout(self) -> None:
-        now = time.monotonic()
-        with self.lock:
-            closing_expired = self.close_deadline is not None and now >= self.close_deadline
-            idle = now - self.last_activity >= self.idle_s
-        if closing_expired:
-            self.terminate()
-        elif idle:
-            self.close_both(closecodes.INTERNAL_ERROR, "idle timeout")
-
-    def pump(self, side: Side) -> None:
-        """Read ``side`` until it is done or the pair is over."""
-        sock = self.socks[side]
-        while not self.terminated.is_set():
-            with self.lock:
-                if self.bridge.read_done[side] or self.bridge.ws[side].state.name == "CLOSED":
-                    return
-            try:
-                ready = _readable(sock, self._timeout())
-            except (OSError, ValueError):
-                ready, data = True, b""
-            if not ready:
-                self._on_timeout()
-                continue
-            try:
-                data = sock.recv(RECV_BYTES)
-            except (OSError, ValueError):
-                data = b""
-            if self.terminated.is_set():
-                return
-            self.feed(side, data or None)
-
-
-def close_quietly_shutdown(sock: socket.socket) -> None:
-    """Shut a socket down (waking any thread in select/recv on it) without closing the fd."""
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
 
 
 def _answer_refusal(client: ClientConn, shake: Handshake) -> None:
@@ -399,7 +278,7 @@ class WsSession:
         self._closed(status, close, bridge.error or (f"idle timeout after {self.app.settings.ws_idle_timeout_s:g}s" if status == 504 else None), shake, bridge)
 
     def _join_budget(self, pair: Pair) -> float:
-        return max(pair._timeout(), 0.0) + 0.1
+        return max(pair.time_left(), 0.0) + 0.1
 
 
 def relay_websocket(app: App, client: ClientConn, entry: ConnEntry, target: str,

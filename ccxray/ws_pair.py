@@ -1,0 +1,154 @@
+"""Two sockets around one WsBridge, pumped by two threads (one per direction).
+
+Invariants:
+- All bridge state is behind ``lock``; a bridge call and the queuing of its
+  output happen under it, so output is queued in wsproto's order.
+- Each socket has a send lock held from taking its pending bytes to the end
+  of ``sendall``, so bytes reach the wire in the order they were queued, and
+  a socket that stops reading blocks only the pump that writes to it (which
+  then stops reading its own source: backpressure, no unbounded buffer).
+- Peer first, recorder second: messages are recorded after their sendall.
+- Idle: no bytes from either side for the idle timeout closes both with 1011;
+  once a close has started, the pair ends at the latest CLOSE_TIMEOUT_S later.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import ssl
+import threading
+import time
+
+from wsproto.connection import ConnectionState
+
+from . import closecodes
+from .app import App
+from .netio import RECV_BYTES
+from .record import WsFrame
+from .wsbridge import MessageSeen, Output, Side, WsBridge
+
+CLOSE_TIMEOUT_S = 5.0
+
+
+def shutdown_quietly(sock: socket.socket) -> None:
+    """Shut a socket down (waking any thread in select/recv on it) without closing the fd."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def readable(sock: socket.socket, timeout_s: float) -> bool:
+    """select() on one socket, minding bytes TLS has already decrypted."""
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    ready, _, _ = select.select([sock], [], [], max(timeout_s, 0))
+    return bool(ready)
+
+
+class Pair:
+    """Two sockets around one WsBridge, pumped by two threads."""
+
+    def __init__(self, app: App, conn_id: str, client_sock: socket.socket, up_sock: socket.socket, bridge: WsBridge) -> None:
+        self.app = app
+        self.conn_id = conn_id
+        self.socks = {Side.CLIENT: client_sock, Side.UPSTREAM: up_sock}
+        self.bridge = bridge
+        self.lock = threading.Lock()
+        self.send_locks = {Side.CLIENT: threading.Lock(), Side.UPSTREAM: threading.Lock()}
+        self.pending = {Side.CLIENT: bytearray(), Side.UPSTREAM: bytearray()}
+        self.last_activity = time.monotonic()
+        self.close_deadline: float | None = None
+        self.terminated = threading.Event()
+        self.idle_s = app.settings.ws_idle_timeout_s
+
+    def apply(self, out: Output) -> None:
+        """Send what a bridge call produced (under the send locks), then record messages."""
+        with self.lock:
+            for side in Side:
+                self.pending[side] += out.to[side]
+        for side in Side:
+            self._flush(side)
+        now = time.time()
+        for msg in out.messages:
+            self._record(msg, now)
+        with self.lock:
+            if self.bridge.is_closing and self.close_deadline is None:
+                self.close_deadline = time.monotonic() + CLOSE_TIMEOUT_S
+            finished = self.bridge.is_finished
+        if finished:
+            self.terminate()
+
+    def _flush(self, side: Side) -> None:
+        with self.send_locks[side]:
+            with self.lock:
+                data, self.pending[side] = self.pending[side], bytearray()
+            if not data:
+                return
+            try:
+                self.socks[side].sendall(data)
+            except OSError:
+                shutdown_quietly(self.socks[side])  # its pump sees EOF and reports the drop
+
+    def _record(self, msg: MessageSeen, now: float) -> None:
+        self.app.recorder.submit(WsFrame(self.conn_id, msg.direction, now, msg.text, msg.size, msg.truncated))
+
+    def feed(self, side: Side, data: bytes | None) -> None:
+        with self.lock:
+            self.last_activity = time.monotonic()
+            out = self.bridge.feed(side, data)
+        self.apply(out)
+
+    def close_both(self, code: int, reason: str) -> None:
+        with self.lock:
+            out = self.bridge.close_both(code, reason)
+        self.apply(out)
+
+    def terminate(self) -> None:
+        """Wake both pumps for good: the pair is over."""
+        if not self.terminated.is_set():
+            self.terminated.set()
+            for sock in self.socks.values():
+                shutdown_quietly(sock)
+
+    def time_left(self) -> float:
+        """Seconds until the idle or close deadline, whichever is first."""
+        now = time.monotonic()
+        with self.lock:
+            limit = self.last_activity + self.idle_s
+            if self.close_deadline is not None:
+                limit = min(limit, self.close_deadline)
+        return limit - now
+
+    def _on_timeout(self) -> None:
+        now = time.monotonic()
+        with self.lock:
+            closing_expired = self.close_deadline is not None and now >= self.close_deadline
+            idle = now - self.last_activity >= self.idle_s
+        if closing_expired:
+            self.terminate()
+        elif idle:
+            self.close_both(closecodes.INTERNAL_ERROR, "idle timeout")
+
+    def pump(self, side: Side) -> None:
+        """Read ``side`` until it is done or the pair is over."""
+        sock = self.socks[side]
+        while not self.terminated.is_set():
+            with self.lock:
+                if self.bridge.read_done[side] or self.bridge.ws[side].state is ConnectionState.CLOSED:
+                    return
+            try:
+                ready = readable(sock, self.time_left())
+            except (OSError, ValueError):
+                ready, data = True, b""
+            if not ready:
+                self._on_timeout()
+                continue
+            try:
+                data = sock.recv(RECV_BYTES)
+            except (OSError, ValueError):
+                data = b""
+            if self.terminated.is_set():
+                return
+            self.feed(side, data or None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import select
+from http import HTTPStatus
 import socket
 import time
 
@@ -18,6 +19,14 @@ from .errors import ClientGone, ClientProtocolError
 
 RECV_BYTES = 65536
 MAX_HEAD_BYTES = 64 * 1024
+
+
+def reason_phrase(status: int) -> bytes:
+    """The standard reason phrase (curl and humans read it; h11 sends none by default)."""
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b""
 
 
 class ClientConn:
@@ -82,7 +91,7 @@ class ClientConn:
     def read_body(self, limit: int, timeout_s: float) -> bytes:
         """The whole request body (at most ``limit`` bytes, else ClientProtocolError(413))."""
         if self.wants_100_continue():
-            self.send(h11.InformationalResponse(status_code=100, headers=[]))
+            self.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue"))
         body = bytearray()
         while True:
             event = self._next()
@@ -134,7 +143,7 @@ class ClientConn:
         headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))] + (extra or [])
         if close:
             headers.append(("Connection", "close"))
-        events: list[h11.Event] = [h11.Response(status_code=status, headers=headers)]
+        events: list[h11.Event] = [h11.Response(status_code=status, headers=headers, reason=reason_phrase(status))]
         if body and self.method != b"HEAD":
             events.append(h11.Data(data=body))
         events.append(h11.EndOfMessage())

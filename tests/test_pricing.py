@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from ccxray.pricing import PriceTable, parse_row
 
 TABLE = PriceTable.load()
+OFFICIAL_HOSTS = ("https://platform.claude.com/", "https://docs.anthropic.com/", "https://developers.openai.com/",
+                  "https://platform.openai.com/", "https://openai.com/")
 
 
 def test_bundled_table_is_well_formed() -> None:
@@ -24,6 +26,21 @@ def test_bundled_table_is_well_formed() -> None:
         assert raw["provider"] in ("anthropic", "openai")
         assert raw["source"].startswith("https://") and raw["date"] and raw["match"] == raw["match"].lower()
         assert raw["output"] >= raw["input"] > 0
+        assert raw["source"].startswith(OFFICIAL_HOSTS), raw["match"]
+        assert isinstance(raw.get("note", ""), str)
+        long = raw.get("longContext")
+        if long is not None:
+            assert long["threshold"] > 0 and long["input"] >= raw["input"] and long["output"] >= raw["output"]
+
+
+def test_long_context_rows_parse_completely() -> None:
+    for row in TABLE.rows:
+        assert (row.long_rates is None) == (row.long_threshold is None), row.match
+
+
+def test_matches_are_unique_per_provider() -> None:
+    keys = [(row.provider, row.match) for row in TABLE.rows]
+    assert len(keys) == len(set(keys))
 
 
 def test_every_row_finds_itself() -> None:
@@ -62,6 +79,30 @@ def test_every_row_finds_itself() -> None:
     ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
     ("o3-2025-04-16", "o3"),
     ("o4-mini", "o4-mini"),
+    # ids current clients send (Claude Code 2.1, Codex 0.169, SDKs)
+    ("claude-opus-4-8", "claude-opus-4-8"),
+    ("claude-opus-4-8[1m]", "claude-opus-4-8"),
+    ("claude-opus-4-7", "claude-opus-4-7"),
+    ("claude-opus-4-6", "claude-opus-4-6"),
+    ("claude-opus-5", "claude-opus-5"),
+    ("claude-opus-5-5", "claude-opus-5-5"),
+    ("claude-sonnet-4-6", "claude-sonnet-4-6"),
+    ("claude-sonnet-5", "claude-sonnet-5"),
+    ("claude-sonnet-5-5", "claude-sonnet-5-5"),
+    ("claude-haiku-4-5", "claude-haiku-4-5"),
+    ("claude-haiku-5-5", "claude-haiku-5-5"),
+    ("claude-fable-5", "claude-fable-5"),
+    ("claude-fable-5-1", "claude-fable-5-1"),
+    ("gpt-5.5", "gpt-5.5"),
+    ("gpt-5.5-2026-04-23", "gpt-5.5"),
+    ("gpt-5.4", "gpt-5.4"),
+    ("gpt-5.4-mini", "gpt-5.4-mini"),
+    ("gpt-5.4-nano", "gpt-5.4-nano"),
+    ("gpt-5.6", "gpt-5.6"),
+    ("gpt-5.6-sol", "gpt-5.6-sol"),
+    ("gpt-5.6-terra", "gpt-5.6-terra"),
+    ("gpt-5.6-luna", "gpt-5.6-luna"),
+    ("gpt-6.2-sol", "gpt-6.2-sol"),
 ])
 def test_matching(model: str, match: str) -> None:
     row = TABLE.find(None, model)
@@ -69,12 +110,61 @@ def test_matching(model: str, match: str) -> None:
 
 
 @pytest.mark.parametrize("model", [
-    "gpt-5.5", "gpt-5-pro", "gpt-5.1-codex-mini", "gpt-5.1-codex-max", "gpt-5-chat", "gpt-4o-audio-preview",
-    "o3-mini", "o3-pro", "claude-opus-4-8", "claude-sonnet-4-6", "claude-sonnet-45", "gpt-5-1", "gpt-50",
-    "gpt-5-2025", "claude-opus-4-20250514-v1:0", "", "x",
+    "gpt-5-pro", "gpt-5.1-codex-mini", "gpt-5.1-codex-max", "gpt-5-chat", "gpt-4o-audio-preview",
+    "o3-mini", "o3-pro", "claude-sonnet-45", "gpt-5-1", "gpt-50", "gpt-5-2025", "claude-opus-4-20250514-v1:0",
+    "gpt-5.5-pro", "gpt-5.2", "gpt-5.3-codex", "gpt-5.4-pro", "gpt-6.2-sol-fast", "claude-opus-4-9", "claude-opus-5-6",
+    "claude-fable-5-2", "claude-mythos-5", "claude-haiku-5", "", "x",
 ])
 def test_no_match_for_other_families(model: str) -> None:
     assert TABLE.find(None, model) is None
+
+
+@pytest.mark.parametrize(("model", "family"), [
+    ("gpt-5.5", "gpt-5"), ("gpt-5.5-2026-04-23", "gpt-5"), ("gpt-5.4-mini", "gpt-5.4"), ("gpt-5.6-sol", "gpt-5.6"),
+    ("claude-opus-4-8", "claude-opus-4"), ("claude-opus-4-8-20260528", "claude-opus-4"),
+    ("claude-opus-5-5", "claude-opus-5"), ("claude-sonnet-5-5", "claude-sonnet-5"), ("claude-fable-5-1", "claude-fable-5"),
+    ("claude-haiku-4-5-20251001", "claude-haiku-4"),
+])
+def test_family_row_never_prices_another_model(model: str, family: str) -> None:
+    family_row = parse_row({"match": family, "input": 1, "output": 1})
+    assert family_row is not None and PriceTable([family_row]).find(None, model) is None
+    row = TABLE.find(None, model)
+    assert row is not None and row.match != family
+
+
+def test_new_models_are_not_priced_as_their_family() -> None:
+    opus48, opus4 = TABLE.find("anthropic", "claude-opus-4-8"), TABLE.find("anthropic", "claude-opus-4")
+    gpt55, gpt5 = TABLE.find("openai", "gpt-5.5"), TABLE.find("openai", "gpt-5")
+    assert opus48 is not None and opus4 is not None and opus48.rates.input == 5.0 and opus4.rates.input == 15.0
+    assert gpt55 is not None and gpt5 is not None and gpt55.rates.input == 5.0 and gpt5.rates.input == 1.25
+
+
+@pytest.mark.parametrize(("provider", "model", "usage", "total"), [
+    # Claude Code default: 1M uncached in, 1M out, 1M cache read, 1M 5m write, 1M 1h write
+    ("anthropic", "claude-opus-4-8", {"input_tokens": 1_000_000, "output_tokens": 1_000_000,
+                                      "cache_read_input_tokens": 1_000_000, "cache_creation_input_tokens": 2_000_000,
+                                      "cache_creation": {"ephemeral_5m_input_tokens": 1_000_000,
+                                                         "ephemeral_1h_input_tokens": 1_000_000}}, 46.75),
+    ("anthropic", "claude-haiku-4-5-20251001", {"input_tokens": 1_000_000, "output_tokens": 1_000_000}, 6.0),
+    ("anthropic", "claude-opus-5-5", {"input_tokens": 0, "output_tokens": 0, "cache_read_input_tokens": 1_000_000}, 0.2),
+    ("anthropic", "claude-fable-5-1", {"input_tokens": 0, "output_tokens": 0, "cache_read_input_tokens": 1_000_000}, 0.25),
+    ("openai", "gpt-5.5", {"input_tokens": 1_000_000, "output_tokens": 1_000_000}, 35.0),
+    ("openai", "gpt-5.5-2026-04-23", {"input_tokens": 1_000_000, "output_tokens": 1_000_000}, 35.0),
+    ("openai", "gpt-5.4-mini", {"input_tokens": 1_000_000, "output_tokens": 1_000_000}, 5.25),
+    ("openai", "gpt-5.4-nano", {"input_tokens": 1_000_000, "input_tokens_details": {"cached_tokens": 1_000_000}}, 0.02),
+])
+def test_current_client_ids_get_a_cost(provider: str, model: str, usage: dict[str, object], total: float) -> None:
+    cost, note = TABLE.cost(provider, model, usage)
+    assert note is None and cost is not None and cost["total"] == total
+
+
+def test_openai_long_context_tier_applies_past_272k() -> None:
+    short, _ = TABLE.cost("openai", "gpt-6.2-sol", {"input_tokens": 272_000, "output_tokens": 1_000_000})
+    long, _ = TABLE.cost("openai", "gpt-6.2-sol", {"input_tokens": 272_001, "output_tokens": 1_000_000,
+                                                   "input_tokens_details": {"cached_tokens": 100_000}})
+    assert short is not None and short["input"] == 0.544 and short["output"] == 10.0
+    assert long is not None and long["input"] == round(172_001 * 4 / 1e6, 6) and long["cacheRead"] == 0.02
+    assert long["output"] == 15.0
 
 
 def test_provider_filter() -> None:
@@ -131,7 +221,7 @@ def test_model_without_cache_discount_prices_cached_as_input() -> None:
 
 
 @pytest.mark.parametrize(("model", "usage", "words"), [
-    ("gpt-5.5", {"input_tokens": 1}, ["'gpt-5.5'", "2025-11-24"]),
+    ("gpt-5.5-pro", {"input_tokens": 1}, ["'gpt-5.5-pro'", "2026-11-24"]),
     ("gpt-5", None, ["no usage"]),
     ("gpt-5", {}, ["no usage"]),
     ("gpt-5", {"input_tokens": "many"}, ["no usage"]),
@@ -144,14 +234,14 @@ def test_no_cost_says_why(model: str | None, usage: dict[str, object] | None, wo
 
 def test_override_replaces_and_adds_rows() -> None:
     override = json.dumps({"updated": "2099-01-01", "models": [
-        {"match": "gpt-5.5", "provider": "openai", "input": 5, "output": 30, "cacheRead": 0.5},
+        {"match": "gpt-5.5-pro", "provider": "openai", "input": 5, "output": 30, "cacheRead": 0.5},
         {"match": "gpt-5", "provider": "openai", "input": 2, "output": 20},
         {"match": "broken"},
     ]})
     table = PriceTable.load(override)
     assert table.updated == "2099-01-01" and len(table.rows) == len(TABLE.rows) + 1
     assert len(table.warnings) == 1 and "row 2" in table.warnings[0]
-    cost, _ = table.cost("openai", "gpt-5.5", {"input_tokens": 1_000_000, "output_tokens": 1_000_000})
+    cost, _ = table.cost("openai", "gpt-5.5-pro", {"input_tokens": 1_000_000, "output_tokens": 1_000_000})
     assert cost is not None and cost["total"] == 35.0
     gpt5 = table.find("openai", "gpt-5")
     assert gpt5 is not None and gpt5.rates.input == 2.0
@@ -182,7 +272,10 @@ def test_invalid_rows(raw: object) -> None:
 def test_context_window() -> None:
     assert TABLE.context_window("gpt-4.1-mini-2025-04-14") == 1047576
     assert TABLE.context_window("claude-sonnet-4-5-20250929") == 200000
-    assert TABLE.context_window("gpt-5.5") is None and TABLE.context_window(None) is None
+    assert TABLE.context_window("claude-opus-4-8") == 1_000_000
+    assert TABLE.context_window("gpt-5.5-2026-04-23") == 1_000_000
+    assert TABLE.context_window("claude-opus-4-7") is None
+    assert TABLE.context_window("gpt-5.5-pro") is None and TABLE.context_window(None) is None
 
 
 numbers = st.one_of(st.integers(-10, 10**9), st.floats(allow_nan=True), st.text(max_size=3), st.none(),

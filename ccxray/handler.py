@@ -84,6 +84,7 @@ class ConnectionHandler:
             if where.provider == LOCAL or not is_ws_path(split_target(target)[0]) or method != "GET":
                 self._refuse(404, f"WebSocket upgrade is only proxied on /v1/responses and /v1/realtime, not {split_target(target)[0]}")
                 return False
+            self.client.read_body(0, settings.header_timeout_s)  # an upgrade carries no body
             relay_websocket(self.app, self.client, self.entry, target, headers, where)
             return False
         if where.provider == LOCAL:

@@ -93,6 +93,8 @@ class Exchange:
             up, head = self._open(req)
         except UpstreamError as exc:
             return self._fail_before_head(exc.status_hint, exc)
+        except h11.LocalProtocolError as exc:  # a request h11 will not write as it came: say so, don't crash
+            return self._fail_before_head(502, UpstreamProtocolError(f"cannot forward this request: {exc}"))
         except ClientGone as exc:
             self._finish(str(exc))
             return False
@@ -149,7 +151,7 @@ class Exchange:
             up.close()
             self._finish(f"client disconnected mid-response: {exc}")
             return False
-        except UpstreamError as exc:
+        except (*UpstreamError, h11.LocalProtocolError) as exc:
             up.close()
             self._flush_quietly(out)
             self._finish(f"upstream failed mid-response: {exc}")

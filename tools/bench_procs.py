@@ -161,6 +161,7 @@ class Services:
         self.proxy: subprocess.Popen[bytes] | None = None
         self.fake_port = 0
         self.proxy_port = 0
+        self._proxy_starts = 0
 
     def __enter__(self) -> Services:
         try:
@@ -190,8 +191,15 @@ class Services:
         line = _wait_for_line(self.fake, out, re.compile(r"\{.*\}"), "fake upstream")
         self.fake_port = int(json.loads(line.group(0))["port"])
 
+    def restart_proxy(self) -> None:
+        """A fresh proxy process on a new port (same home), for figures that earlier tests would blur."""
+        _stop(self.proxy)
+        self.proxy = None
+        self._start_proxy()
+
     def _start_proxy(self) -> None:
-        out = self.home / "proxy.out"
+        self._proxy_starts += 1
+        out = self.home / f"proxy{self._proxy_starts}.out"  # a restart keeps the first one's stderr
         base = f"http://127.0.0.1:{self.fake_port}"
         env = _child_env({
             "CCXRAY_HOME": str(self.home / "ccxray"),
@@ -221,13 +229,14 @@ class Services:
     def cpu_mark(self) -> CpuMark:
         return CpuMark(cpu_seconds(self.proxy_pid), cpu_seconds(self.fake_pid), time.monotonic())
 
-    def settle(self, deadline_s: float = 20.0) -> float:
+    def settle(self, deadline_s: float = 20.0, quiet_s: float = 0.15) -> float:
         """Wait until proxy and fake are idle (recorder backlog written); returns seconds waited."""
-        return wait_cpu_idle([self.proxy_pid, self.fake_pid], deadline_s)
+        return wait_cpu_idle([self.proxy_pid, self.fake_pid], deadline_s, quiet_s)
 
     def proxy_log_lines(self) -> list[str]:
-        """What the proxy wrote to stderr (warnings, tracebacks) so far."""
-        return (self.home / "proxy.err").read_text(errors="replace").splitlines()
+        """What the proxy processes wrote to stderr (warnings, tracebacks) so far."""
+        files = sorted(self.home.glob("proxy*.err"))
+        return [line for path in files for line in path.read_text(errors="replace").splitlines()]
 
     def log_bytes(self) -> int:
         """Bytes ccxray wrote under its home (index + sidecars)."""

@@ -125,7 +125,7 @@ class ChunkedBody:
         self.payload_bytes = 0
         self.done = False
 
-    def feed(self, data: bytes | bytearray) -> None:
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
         self.buf += data
         while not self.done and self._step():
             pass
@@ -266,4 +266,27 @@ def read_data_frames(sock: socket.socket, buf: bytearray, wanted: int) -> bytear
         data = sock.recv(RECV_BYTES)
         if not data:
             raise BenchProtocolError("connection closed while waiting for frames")
+        buf += data
+
+
+def await_close(sock: socket.socket, buf: bytearray, deadline: float) -> bool:
+    """After sending our close frame: read until the peer's close frame or EOF, until ``deadline``.
+
+    Returns True when the close handshake completed. Data frames still in flight are skipped.
+    """
+    while True:
+        scan = scan_frames(buf)
+        if scan.closed:
+            return True
+        del buf[: scan.end]
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        sock.settimeout(left)
+        try:
+            data = sock.recv(RECV_BYTES)
+        except (TimeoutError, OSError):
+            return False
+        if not data:
+            return False
         buf += data

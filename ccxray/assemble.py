@@ -15,6 +15,7 @@ from . import headers as hdr
 from .decode import decode_body
 from .pricing import PriceTable
 from .record import HttpCall, WsClosed, WsFrame, WsOpened, index_line, iso_ms
+from .store import RawJson
 from .sessions import Identity, SessionTracker, identify
 from .summarize import identity_fields, summarize_http, summarize_turn
 from .wire.codex_ws import Turn, TurnTracker
@@ -27,6 +28,7 @@ class Writes:
     lines: list[dict[str, Any]] = field(default_factory=list)
     sidecars: list[tuple[str, str, object]] = field(default_factory=list)
     shared: list[tuple[str, object]] = field(default_factory=list)
+    raw: list[tuple[str, bytes]] = field(default_factory=list)  # (file name in logs/, bytes)
 
 
 @dataclass
@@ -34,7 +36,7 @@ class _WsState:
     opened: WsOpened
     identity: Identity
     tracker: TurnTracker
-    frames: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {"c2u": [], "u2c": []})
+    frames: dict[str, list[str]] = field(default_factory=lambda: {"c2u": [], "u2c": []})
     kept_bytes: int = 0
     turns: int = 0
 
@@ -63,18 +65,24 @@ def _richer(known: Identity, seen: Identity) -> Identity:
     )
 
 
-def _frame_json(frame: WsFrame, started: float) -> dict[str, Any]:
-    rec: dict[str, Any] = {"ts": round((frame.ts - started) * 1000, 3), "dir": frame.direction, "size": frame.size}
+def _frame_record(frame: WsFrame, started: float, parsed: bool) -> str:
+    """One frame of the connection sidecar, as JSON text.
+
+    A frame that parsed as JSON is embedded as its own text (already valid
+    JSON), so a long session is not decoded and encoded a second time.
+    """
+    head = f'{{"ts":{round((frame.ts - started) * 1000, 3)},"dir":"{frame.direction}","size":{frame.size}'
     if frame.text is None:
-        rec["binary"] = True
-    elif frame.truncated:
-        rec["truncated"] = True
-    else:
-        try:
-            rec["data"] = json.loads(frame.text)
-        except ValueError:
-            rec["text"] = frame.text
-    return rec
+        return head + ',"binary":true}'
+    if frame.truncated:
+        return head + ',"truncated":true}'
+    if parsed:
+        return head + ',"data":' + frame.text + "}"
+    return head + ',"text":' + json.dumps(frame.text, ensure_ascii=False) + "}"
+
+
+def _frames_json(records: list[str]) -> RawJson:
+    return RawJson(("[" + ",".join(records) + "]").encode("utf-8", "surrogatepass"))
 
 
 class Assembler:
@@ -85,11 +93,13 @@ class Assembler:
         self.sessions = sessions or SessionTracker()
         self._ws: dict[str, _WsState] = {}
 
-    def handle(self, item: object) -> Writes:
+    def handle(self, item: object) -> Writes | None:
+        """What to write for one relay fact (None: nothing yet)."""
         if isinstance(item, HttpCall):
             return self._http(item)
         if isinstance(item, WsOpened):
-            return self._ws_opened(item)
+            self._ws_opened(item)
+            return None
         if isinstance(item, WsFrame):
             return self._ws_frame(item)
         if isinstance(item, WsClosed):
@@ -121,9 +131,12 @@ class Assembler:
             isSSE=summary.is_sse, error=call.error, **fields,
         )
         writes = Writes(lines=[line])
+        if summary.response_is_raw and undecoded is None:
+            writes.raw.append((f"{call.id}_res.body", body))
+            response = {**summary.response, "bodyFile": f"{call.id}_res.body"}  # type: ignore[dict-item]
         writes.sidecars += [
-            (call.id, "req", summary.request),
-            (call.id, "res", response),
+            (call.id, "req", RawJson(call.req_body) if summary.request_is_json else summary.request),
+            (call.id, "res", RawJson(body) if summary.response_is_json and undecoded is None else response),
             (call.id, "meta", _meta(call.method, call.url, call.upstream_url, call.req_headers,
                                     call.status, call.resp_headers)),
         ]
@@ -140,22 +153,28 @@ class Assembler:
 
     # -- WebSocket ----------------------------------------------------------
 
-    def _ws_opened(self, opened: WsOpened) -> Writes:
+    def _ws_opened(self, opened: WsOpened) -> None:
         ident = self.sessions.resolve(identify(_provider(opened.provider), opened.req_headers, None), opened.started)
         self._ws[opened.id] = _WsState(opened, ident, TurnTracker(opened.id))
-        return Writes()
 
-    def _ws_frame(self, frame: WsFrame) -> Writes:
+    def _ws_frame(self, frame: WsFrame) -> Writes | None:
         state = self._ws.get(frame.conn_id)
         if state is None:
-            return Writes()
+            return None
         if frame.text is not None and state.kept_bytes + frame.size > MAX_RECORDED_FRAME_BYTES:
             frame.truncated = True
         elif frame.text is not None:
             state.kept_bytes += frame.size
-        state.frames[frame.direction].append(_frame_json(frame, state.opened.started))
-        text = None if frame.truncated else frame.text
-        return self._turn_writes(state, state.tracker.on_frame(frame.direction, frame.ts, text, frame.size))
+        value: object = None
+        parsed = False
+        if frame.text is not None and not frame.truncated:
+            try:
+                value, parsed = json.loads(frame.text), True
+            except ValueError:
+                pass
+        state.frames[frame.direction].append(_frame_record(frame, state.opened.started, parsed))
+        turns = state.tracker.on_event(frame.direction, frame.ts, value, frame.size)
+        return self._turn_writes(state, turns) if turns else None
 
     def _turn_writes(self, state: _WsState, turns: list[Turn]) -> Writes:
         writes = Writes()
@@ -178,10 +197,10 @@ class Assembler:
             writes.sidecars += [(turn_id, "req", turn.request), (turn_id, "res", turn.events)]
         return writes
 
-    def _ws_closed(self, closed: WsClosed) -> Writes:
+    def _ws_closed(self, closed: WsClosed) -> Writes | None:
         state = self._ws.pop(closed.conn_id, None)
         if state is None:
-            return Writes()
+            return None
         end_ts = state.opened.started + closed.elapsed_s
         writes = self._turn_writes(state, state.tracker.finish(end_ts, "connection closed before the turn ended"))
         opened = state.opened
@@ -194,8 +213,8 @@ class Assembler:
         ))
         refusal = closed.resp_body.decode("utf-8", "replace") if closed.resp_body else None
         writes.sidecars += [
-            (opened.id, "req", state.frames["c2u"]),
-            (opened.id, "res", state.frames["u2c"] if refusal is None else {"refusal": refusal}),
+            (opened.id, "req", _frames_json(state.frames["c2u"])),
+            (opened.id, "res", _frames_json(state.frames["u2c"]) if refusal is None else {"refusal": refusal}),
             (opened.id, "meta", _meta("GET", opened.url, opened.upstream_url, opened.req_headers,
                                       closed.status, closed.resp_headers)),
         ]

@@ -16,6 +16,7 @@ import time
 import h11
 
 from .errors import ClientGone, ClientProtocolError
+from .netio import make_blocking, wait_readable
 
 RECV_BYTES = 65536
 MAX_HEAD_BYTES = 64 * 1024
@@ -32,7 +33,9 @@ def reason_phrase(status: int) -> bytes:
 class ClientConn:
     """h11 SERVER + socket. Used by one thread at a time (the connection's)."""
 
-    def __init__(self, sock: socket.socket, addr: tuple[str, int] | None = None) -> None:
+    def __init__(self, sock: socket.socket, addr: tuple[str, int] | None = None,
+                 send_timeout_s: float = 600.0) -> None:
+        make_blocking(sock, send_timeout_s)
         self.sock = sock
         self.addr = addr
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
@@ -41,12 +44,14 @@ class ClientConn:
     # -- reading ------------------------------------------------------------
 
     def _recv(self, timeout_s: float) -> bytes:
-        self.sock.settimeout(max(timeout_s, 0.001))
+        """One recv within ``timeout_s`` (socket.timeout if nothing came)."""
         try:
+            if not wait_readable(self.sock, timeout_s):
+                raise socket.timeout(f"nothing from the client in {timeout_s:g}s")
             return self.sock.recv(RECV_BYTES)
-        except socket.timeout:
-            raise
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
+            if isinstance(exc, socket.timeout):
+                raise
             raise ClientGone(f"client connection failed: {exc}") from exc
 
     def _next(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:

@@ -34,6 +34,7 @@ from .routing import Route
 
 UpstreamError = (UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout)
 DROP_REQUEST = ("expect", "content-length")
+FLUSH_BYTES = 64 * 1024
 
 
 def decode_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
@@ -146,7 +147,8 @@ class Exchange:
             out += self.client.encode(h11.Response(
                 status_code=head.status_code, reason=head.reason,
                 headers=encode_headers(hdr.forwardable(call.resp_headers))))
-            self._pump_body(up, out)
+            streaming = "text/event-stream" in (hdr.get(call.resp_headers, "content-type") or "")
+            self._pump_body(up, out, streaming)
         except ClientGone as exc:
             up.close()
             self._finish(f"client disconnected mid-response: {exc}")
@@ -160,15 +162,25 @@ class Exchange:
         self._finish(None)
         return True
 
-    def _pump_body(self, up: UpstreamConn, out: bytearray) -> None:
+    def _pump_body(self, up: UpstreamConn, out: bytearray, streaming: bool) -> None:
+        """Relay body events. Bytes go out whenever upstream has nothing more
+        ready, every FLUSH_BYTES (bounded memory for large bodies) and, for a
+        stream, right after its first chunk (the head and the first SSE event
+        are never held behind the rest of a read)."""
+        first = streaming
         while True:
             event = up.next_event()
             if isinstance(event, h11.Data):
                 out += self.client.encode(h11.Data(data=event.data))
                 self._keep(event.data)
+                if first or len(out) >= FLUSH_BYTES:
+                    self.client.sendall(out)
+                    out.clear()
+                    first = False
             elif isinstance(event, h11.EndOfMessage):
                 out += self.client.encode(h11.EndOfMessage())
-                self.client.sendall(out)
+                if out:
+                    self.client.sendall(out)
                 return
             elif event is h11.NEED_DATA:
                 if out:

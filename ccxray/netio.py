@@ -11,6 +11,7 @@ from __future__ import annotations
 import select
 import socket
 import ssl
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from .errors import UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
 RECV_BYTES = 65536
 MAX_IDLE_PER_ORIGIN = 8
 POOL_IDLE_S = 60.0
+TRUST_IDLE_S = 1.0
 MAX_TUNNEL_REPLY_BYTES = 16384
 
 
@@ -32,6 +34,24 @@ def tune(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except OSError:
         pass  # not a TCP socket (tests may hand us a socketpair)
+
+
+def make_blocking(sock: socket.socket, send_timeout_s: float) -> None:
+    """Blocking mode (no hidden poll before each recv/send: we select ourselves
+    where we wait), with a kernel send timeout so a peer that stops reading
+    cannot hold a writer forever (send then fails with EAGAIN)."""
+    sock.settimeout(None)
+    seconds = int(send_timeout_s)
+    micros = int((send_timeout_s - seconds) * 1_000_000)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", seconds, micros))
+
+
+def wait_readable(sock: socket.socket, timeout_s: float) -> bool:
+    """select() on one socket, minding bytes TLS has already decrypted."""
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    ready, _, _ = select.select([sock], [], [], max(timeout_s, 0))
+    return bool(ready)
 
 
 def close_quietly(sock: socket.socket | None) -> None:
@@ -210,7 +230,7 @@ class UpstreamPool:
         """A new socket to ``up`` with this pool's timeouts, tunnel and TLS context."""
         tls = self._tls_context() if up.is_tls else None
         sock = open_socket(up, self._tunnel, self._connect_timeout_s, tls)
-        sock.settimeout(self._read_timeout_s)
+        make_blocking(sock, self._read_timeout_s)
         return sock
 
     def _take_idle(self, up: Upstream) -> UpstreamConn | None:
@@ -219,7 +239,10 @@ class UpstreamPool:
             stack = self._idle.get(up, [])
             while stack:
                 conn = stack.pop()
-                if now - conn.idle_since < POOL_IDLE_S and _looks_alive(conn.sock):
+                idle = now - conn.idle_since
+                # a connection used a moment ago is taken on trust (a stale one is retried on a fresh
+                # socket, see http_relay); one idle for longer is checked for a close first
+                if idle < POOL_IDLE_S and (idle < TRUST_IDLE_S or _looks_alive(conn.sock)):
                     return conn
                 conn.close()
         return None

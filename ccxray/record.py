@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -49,16 +48,19 @@ class IdFactory:
     """
 
     def __init__(self) -> None:
-        self._counter = itertools.count(1)
-        self._lock = threading.Lock()
+        self._counter = itertools.count(1)  # next() on a count is atomic under the GIL
         self._pid = os.getpid() % 100000
+        self._cache: tuple[int, str] = (-1, "")
 
     def new_id(self, now: float | None = None) -> str:
         now = time.time() if now is None else now
-        with self._lock:
-            n = next(self._counter)
-        stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y%m%dT%H%M%S%f")[:-3]
-        return f"{stamp}Z-{self._pid:05d}-{n:06d}"
+        n = next(self._counter)
+        second = int(now)
+        cached = self._cache  # one tuple read: threads never mix one second's stamp with another's
+        if cached[0] != second:  # format the date once a second, not once a call
+            cached = self._cache = (second, time.strftime("%Y%m%dT%H%M%S", time.gmtime(second)))
+        ms = int((now - second) * 1000)
+        return f"{cached[1]}{ms:03d}Z-{self._pid:05d}-{n:06d}"
 
 
 @dataclass

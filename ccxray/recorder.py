@@ -1,8 +1,9 @@
 """The recorder: one writer thread between the relays and the disk.
 
 Relays call :meth:`Recorder.submit` after the bytes have gone to the peer
-(peer first, recorder second). ``submit`` never blocks and never raises: when
-the queue is full the item is dropped and counted. All parsing, decoding,
+(peer first, recorder second). ``submit`` never blocks and never raises: it
+is one put on a C-level SimpleQueue, and when the backlog is over
+MAX_QUEUE_ITEMS the item is dropped and counted. All parsing, decoding,
 session inference and writing happen on the writer thread; a failing disk is
 reported once on stderr (logging) and traffic keeps flowing.
 """
@@ -21,7 +22,7 @@ from .store import Store
 
 log = logging.getLogger("ccxray.recorder")
 
-Item = Union[HttpCall, WsOpened, WsFrame, WsClosed, Callable[[], None]]
+Item = Union[HttpCall, WsOpened, WsFrame, list[WsFrame], WsClosed, Callable[[], None]]
 Listener = Callable[[dict[str, Any]], None]
 MAX_QUEUE_ITEMS = 100_000
 _STOP = object()
@@ -36,13 +37,11 @@ class Recorder:
         self.ids = IdFactory()
         self.dropped = 0
         self.failures = 0
-        self._queue: queue.Queue[object] = queue.Queue(MAX_QUEUE_ITEMS)
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._listeners: list[Listener] = []
         self._listeners_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._reported = False
-        self._idle = threading.Condition()
-        self._pending = 0
         self._periodic: list[list[Any]] = []
 
     def start(self) -> None:
@@ -53,19 +52,16 @@ class Recorder:
         return self.ids.new_id()
 
     def submit(self, item: Item) -> None:
-        """Hand one fact to the writer thread; never blocks, never raises."""
-        with self._idle:
-            self._pending += 1
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
-            self.dropped += 1
-            self._done_one()
+        """Hand one fact (or a list of frames) to the writer thread; never blocks, never raises."""
+        if self._queue.qsize() >= MAX_QUEUE_ITEMS:
+            self.dropped += 1  # the disk cannot keep up: lose a record, never the traffic
+            return
+        self._queue.put(item)
 
     def run_on_writer(self, task: Callable[[], None]) -> None:
         """Run ``task`` on the writer thread, in order with the recorded items
         (restore and pruning touch what only that thread may touch)."""
-        self.submit(task)
+        self._queue.put(task)
 
     def every(self, interval_s: float, task: Callable[[], None]) -> None:
         """Run ``task`` on the writer thread about every ``interval_s`` seconds."""
@@ -82,14 +78,11 @@ class Recorder:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything submitted so far is written; False on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._idle:
-            while self._pending:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._idle.wait(left)
-        return True
+        if self._thread is None:
+            return True
+        done = threading.Event()
+        self._queue.put(done.set)
+        return done.wait(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued, then stop the thread and close the files."""
@@ -98,12 +91,6 @@ class Recorder:
             self._thread.join(timeout)
             self._thread = None
         self.store.close()
-
-    def _done_one(self) -> None:
-        with self._idle:
-            self._pending -= 1
-            if not self._pending:
-                self._idle.notify_all()
 
     def _due(self) -> float:
         """Run periodic tasks that are due; returns seconds until the next one."""
@@ -124,10 +111,11 @@ class Recorder:
                 continue
             if item is _STOP:
                 return
-            try:
+            if isinstance(item, list):
+                for frame in item:
+                    self._handle(frame)
+            else:
                 self._handle(item)
-            finally:
-                self._done_one()
 
     def _handle(self, item: object) -> None:
         try:
@@ -135,6 +123,10 @@ class Recorder:
                 item()
                 return
             writes = self.assembler.handle(item)
+            if writes is None:
+                return
+            for name, data in writes.raw:
+                self.store.write_raw(name, data)
             for call_id, part, obj in writes.sidecars:
                 self.store.write_sidecar(call_id, part, obj)
             for name, obj in writes.shared:

@@ -110,7 +110,7 @@ class ProxyServer:
 
     def _serve(self, sock: socket.socket, addr: tuple[str, int], entry: ConnEntry) -> None:
         try:
-            ConnectionHandler(self.app, ClientConn(sock, addr), entry).run()
+            ConnectionHandler(self.app, ClientConn(sock, addr, self.settings.read_timeout_s), entry).run()
         finally:
             close_quietly(sock)
             self.app.unregister(entry)

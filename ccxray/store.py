@@ -24,6 +24,13 @@ INDEX_NAME = "index.ndjson"
 SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
+@dataclass(frozen=True)
+class RawJson:
+    """Bytes already known to be one JSON document: written as they are."""
+
+    data: bytes
+
+
 def dumps_line(obj: object) -> bytes:
     """One compact JSON line, newline-terminated, never containing a raw newline."""
     return (json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str) + "\n").encode("utf-8")
@@ -118,10 +125,11 @@ class Store:
         return removed
 
     def _write_json(self, path: Path, obj: object) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(json.dumps(obj, ensure_ascii=False, default=str).encode("utf-8"))
-        os.replace(tmp, path)
+        """Write a sidecar. No temp file and rename: its index line is appended
+        only after this returns, and readers find sidecars through the index."""
+        data = obj.data if isinstance(obj, RawJson) else json.dumps(
+            obj, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass")
+        write_file(path, data)
 
     def write_sidecar(self, call_id: str, part: str, obj: object) -> None:
         """Write ``{id}_{part}.json``; refuses ids that are not safe file names."""
@@ -129,6 +137,13 @@ class Store:
             raise ValueError(f"unsafe sidecar name {call_id!r}/{part!r}")
         self._index_fd()
         self._write_json(self.logs_dir / f"{call_id}_{part}.json", obj)
+
+    def write_raw(self, name: str, data: bytes) -> None:
+        """Write bytes to ``logs/{name}`` (a large body kept as it came)."""
+        if not is_safe_id(name):
+            raise ValueError(f"unsafe file name {name!r}")
+        self._index_fd()
+        write_file(self.logs_dir / name, data)
 
     def write_shared(self, name: str, obj: object) -> bool:
         """Write ``shared/{name}.json`` once; False if it already existed."""
@@ -173,6 +188,17 @@ def _copy_kept(src: IO[bytes], dst: IO[bytes], keep: Callable[[dict[str, Any]], 
             dropped += 1
         else:
             dst.write(raw)
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Create or replace ``path`` with ``data`` (os-level: no buffering layer, no tty probe)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 @dataclass

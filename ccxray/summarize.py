@@ -43,6 +43,9 @@ class Summary:
     identity: Identity = field(default_factory=Identity)
     request_facts: RequestFacts = field(default_factory=RequestFacts)
     response_facts: ResponseFacts = field(default_factory=ResponseFacts)
+    request_is_json: bool = False   # the request body bytes are the recorded JSON as they are
+    response_is_json: bool = False  # likewise for the (decoded) response body
+    response_is_raw: bool = False   # a large non-JSON body: store its bytes beside the sidecar
 
     @property
     def system_text(self) -> str | None:
@@ -52,11 +55,19 @@ class Summary:
 
 def parse_body(body: bytes) -> object:
     """A request body as recorded: parsed JSON, `{"text": ...}`, `{"base64": ...}`, or None when empty."""
+    return _parse_body(body)[0]
+
+
+def _parse_body(body: bytes) -> tuple[object, bool]:
     if not body:
-        return None
+        return None, False
     ok, value = loads_json(body)
     if ok:
-        return value
+        return value, True
+    return _wrap_non_json(body), False
+
+
+def _wrap_non_json(body: bytes) -> object:
     try:
         return {"text": body.decode("utf-8")}
     except UnicodeDecodeError:
@@ -70,14 +81,27 @@ def _is_sse(resp_headers: Sequence[Header], body: bytes) -> bool:
     return body.lstrip().startswith(_SSE_STARTS)
 
 
+RAW_BODY_BYTES = 64 * 1024  # a non-JSON body above this is kept as raw bytes, not a JSON string
+
+
 def parse_response(resp_headers: Sequence[Header], body: bytes) -> tuple[object, bool]:
     """(recorded response, is_sse): SSE event list, parsed JSON, text, or None when empty."""
+    response, is_sse, _ = _parse_response(resp_headers, body)
+    return response, is_sse
+
+
+def _parse_response(resp_headers: Sequence[Header], body: bytes) -> tuple[object, bool, bool]:
+    """(recorded response, is_sse, is_json)."""
     if _is_sse(resp_headers, body):
-        return [event_to_json(ev) for ev in parse_sse(body)], True
+        return [event_to_json(ev) for ev in parse_sse(body)], True, False
     if not body:
-        return None, False
+        return None, False, False
     ok, value = loads_json(body)
-    return (value if ok else body.decode("utf-8", "replace")), False
+    if ok:
+        return value, False, True
+    if len(body) > RAW_BODY_BYTES:
+        return {"size": len(body), "contentType": header(resp_headers, "content-type")}, False, False
+    return body.decode("utf-8", "replace"), False, False
 
 
 def _facts(provider: str, request: object, response: object, is_sse: bool) -> tuple[RequestFacts, ResponseFacts]:
@@ -148,8 +172,8 @@ def summarize_http(provider: str, req_headers: Sequence[Header], req_body: bytes
     `provider` is "anthropic" or "openai"; `resp_body` is already content-decoded.
     `status` is accepted for symmetry with the record (the body says more).
     """
-    request = parse_body(req_body)
-    response, is_sse = parse_response(resp_headers, resp_body)
+    request, request_is_json = _parse_body(req_body)
+    response, is_sse, response_is_json = _parse_response(resp_headers, resp_body)
     req_facts, res_facts = _facts(provider, request, response, is_sse)
     ident = identify(provider, req_headers, request)
     fields = identity_fields(ident)
@@ -157,7 +181,9 @@ def summarize_http(provider: str, req_headers: Sequence[Header], req_body: bytes
     fields["responseMetadata"] = _response_metadata(resp_headers, res_facts)
     return Summary(request=request, response=response, is_sse=is_sse,
                    fields={name: fields.get(name) for name in FIELD_NAMES},
-                   identity=ident, request_facts=req_facts, response_facts=res_facts)
+                   identity=ident, request_facts=req_facts, response_facts=res_facts,
+                   request_is_json=request_is_json, response_is_json=response_is_json,
+                   response_is_raw=not is_sse and not response_is_json and len(resp_body) > RAW_BODY_BYTES)
 
 
 def summarize_turn(turn: Turn, prices: PriceTable) -> dict[str, object]:

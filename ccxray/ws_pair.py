@@ -14,9 +14,7 @@ Invariants:
 
 from __future__ import annotations
 
-import select
 import socket
-import ssl
 import threading
 import time
 
@@ -24,7 +22,7 @@ from wsproto.connection import ConnectionState
 
 from . import closecodes
 from .app import App
-from .netio import RECV_BYTES
+from .netio import RECV_BYTES, wait_readable
 from .record import WsFrame
 from .wsbridge import MessageSeen, Output, Side, WsBridge
 
@@ -37,14 +35,6 @@ def shutdown_quietly(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:
         pass
-
-
-def readable(sock: socket.socket, timeout_s: float) -> bool:
-    """select() on one socket, minding bytes TLS has already decrypted."""
-    if isinstance(sock, ssl.SSLSocket) and sock.pending():
-        return True
-    ready, _, _ = select.select([sock], [], [], max(timeout_s, 0))
-    return bool(ready)
 
 
 class Pair:
@@ -70,9 +60,9 @@ class Pair:
                 self.pending[side] += out.to[side]
         for side in Side:
             self._flush(side)
-        now = time.time()
-        for msg in out.messages:
-            self._record(msg, now)
+        if out.messages:
+            now = time.time()
+            self.app.recorder.submit([self._frame(msg, now) for msg in out.messages])
         with self.lock:
             if self.bridge.is_closing and self.close_deadline is None:
                 self.close_deadline = time.monotonic() + CLOSE_TIMEOUT_S
@@ -91,8 +81,8 @@ class Pair:
             except OSError:
                 shutdown_quietly(self.socks[side])  # its pump sees EOF and reports the drop
 
-    def _record(self, msg: MessageSeen, now: float) -> None:
-        self.app.recorder.submit(WsFrame(self.conn_id, msg.direction, now, msg.text, msg.size, msg.truncated))
+    def _frame(self, msg: MessageSeen, now: float) -> WsFrame:
+        return WsFrame(self.conn_id, msg.direction, now, msg.text, msg.size, msg.truncated)
 
     def feed(self, side: Side, data: bytes | None) -> None:
         with self.lock:
@@ -139,7 +129,7 @@ class Pair:
                 if self.bridge.read_done[side] or self.bridge.ws[side].state is ConnectionState.CLOSED:
                     return
             try:
-                ready = readable(sock, self.time_left())
+                ready = wait_readable(sock, self.time_left())
             except (OSError, ValueError):
                 ready, data = True, b""
             if not ready:

@@ -38,7 +38,7 @@ from .app import App, ConnEntry
 from .clientconn import ClientConn
 from .errors import ClientGone, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
 from .http_relay import decode_headers, encode_headers
-from .netio import RECV_BYTES, close_quietly
+from .netio import RECV_BYTES, close_quietly, make_blocking
 from .record import CloseInfo, WsClosed, WsOpened
 from .routing import Route
 from .ws_pair import Pair
@@ -257,8 +257,8 @@ class WsSession:
             self._closed(101, CloseInfo("client", closecodes.ABNORMAL), str(exc), shake)
             return
         assert self.upgrade.up_sock is not None
-        self.upgrade.up_sock.settimeout(self.app.settings.ws_idle_timeout_s)
-        self.client.sock.settimeout(self.app.settings.ws_idle_timeout_s)
+        make_blocking(self.upgrade.up_sock, self.app.settings.ws_idle_timeout_s)
+        make_blocking(self.client.sock, self.app.settings.ws_idle_timeout_s)
         bridge = WsBridge(self.client.h11.trailing_data[0] + bytes(self.upgrade.held), shake.upstream_trailing)
         pair = Pair(self.app, self.conn_id, self.client.sock, self.upgrade.up_sock, bridge)
         self.entry.on_stop.append(lambda: pair.close_both(closecodes.GOING_AWAY, "ccxray is shutting down"))

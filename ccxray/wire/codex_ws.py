@@ -92,7 +92,11 @@ class TurnTracker:
         if text is None:
             return []
         ok, value = loads_json(text)
-        event = as_dict(value) if ok else None
+        return self.on_event(direction, ts, value if ok else None, size)
+
+    def on_event(self, direction: str, ts: float, value: object, size: int) -> list[Turn]:
+        """Like on_frame, for a frame the caller already parsed (None if it was not JSON)."""
+        event = as_dict(value)
         if event is None:
             return []
         if direction == "c2u":

@@ -57,16 +57,17 @@ class Pair:
         """Send what a bridge call produced (under the send locks), then record messages."""
         with self.lock:
             for side in Side:
-                self.pending[side] += out.to[side]
-        for side in Side:
-            self._flush(side)
-        if out.messages:
-            now = time.time()
-            self.app.recorder.submit([self._frame(msg, now) for msg in out.messages])
-        with self.lock:
+                if out.to[side]:
+                    self.pending[side] += out.to[side]
             if self.bridge.is_closing and self.close_deadline is None:
                 self.close_deadline = time.monotonic() + CLOSE_TIMEOUT_S
             finished = self.bridge.is_finished
+        for side in Side:
+            if out.to[side]:
+                self._flush(side)
+        if out.messages:
+            now = time.time()
+            self.app.recorder.submit([self._frame(msg, now) for msg in out.messages])
         if finished:
             self.terminate()
 

@@ -35,6 +35,17 @@ MAX_PIECE_BYTES = 1 << 20  # hold at most this much of one frame before passing 
 DIRECTION = {"client": "c2u", "upstream": "u2c"}
 
 
+def payload_size(frame_bytes: int, masked: bool) -> int:
+    """Payload length of one serialised frame from its total length (RFC 6455 5.2):
+    2 header bytes, plus 2 or 8 for the extended length, plus 4 for a mask."""
+    rest = frame_bytes - 2 - (4 if masked else 0)
+    if rest <= 125:
+        return rest
+    if rest - 2 <= 0xFFFF:
+        return rest - 2
+    return rest - 8
+
+
 class Side(str, Enum):
     CLIENT = "client"
     UPSTREAM = "upstream"
@@ -163,6 +174,9 @@ class WsBridge:
 
     def _on_data(self, side: Side, event: TextMessage | BytesMessage, out: Output) -> None:
         inbound = self._inbound[side]
+        if event.frame_finished and event.message_finished and not inbound.piece and not inbound.message_size:
+            self._whole_message(side, event, out)  # the common case, kept short
+            return
         is_text = isinstance(event, TextMessage)
         data = event.data
         size = len(data.encode("utf-8")) if isinstance(data, str) else len(data)
@@ -178,6 +192,24 @@ class WsBridge:
             self._send(side.other, msg, out)
         if event.message_finished and event.frame_finished:
             self._finish_message(side, inbound, is_text, out)
+
+    def _whole_message(self, side: Side, event: TextMessage | BytesMessage, out: Output) -> None:
+        """A one-frame message: pass it on, count it, note it for the recorder."""
+        data = event.data
+        target = side.other
+        before = len(out.to[target])
+        self._send(target, event, out)
+        sent = len(out.to[target]) - before
+        if isinstance(data, str):
+            size = payload_size(sent, masked=target is Side.UPSTREAM) if sent else len(data.encode("utf-8"))
+            keep = size <= self.record_limit
+            text: str | None = data if keep else None
+        else:
+            size, keep, text = len(data), True, None
+        key = "clientToUpstream" if side is Side.CLIENT else "upstreamToClient"
+        self.frame_counts[key] += 1
+        self.byte_counts[key] += size
+        out.messages.append(MessageSeen(DIRECTION[side.value], text, size, truncated=not keep))
 
     def _note_message_part(self, side: Side, inbound: _Inbound, text: str | None, size: int) -> None:
         inbound.message_size += size

@@ -148,3 +148,18 @@ def test_invalid_utf8_text_gets_1007():
     (to_upstream,) = events(h.upstream)
     assert to_upstream.code == 1007
     assert [e.code for e in events(h.agent)] == [1011]
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 70000])
+@pytest.mark.parametrize("role", [ConnectionType.CLIENT, ConnectionType.SERVER])
+def test_payload_size_from_frame_length(size, role):
+    from ccxray.wsbridge import payload_size
+    frame = Connection(role).send(BytesMessage(data=b"x" * size))
+    assert payload_size(len(frame), masked=role is ConnectionType.CLIENT) == size
+
+
+def test_multibyte_text_counts_bytes_not_characters():
+    h = Harness()
+    h.from_upstream(TextMessage(data="€" * 50))  # 150 bytes: a 2-byte extended length
+    assert h.bridge.byte_counts["upstreamToClient"] == 150
+    assert h.seen[-1].size == 150 and h.seen[-1].text == "€" * 50

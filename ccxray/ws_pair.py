@@ -27,6 +27,7 @@ from .record import WsFrame
 from .wsbridge import MessageSeen, Output, Side, WsBridge
 
 CLOSE_TIMEOUT_S = 5.0
+FINAL_FLUSH_S = 1.0
 
 
 def shutdown_quietly(sock: socket.socket) -> None:
@@ -97,11 +98,32 @@ class Pair:
         self.apply(out)
 
     def terminate(self) -> None:
-        """Wake both pumps for good: the pair is over."""
-        if not self.terminated.is_set():
-            self.terminated.set()
-            for sock in self.socks.values():
-                shutdown_quietly(sock)
+        """Wake both pumps for good: the pair is over.
+
+        Bytes still queued (a close frame another thread has not flushed yet)
+        go out first: shutting a socket down would throw them away.
+        """
+        if self.terminated.is_set():
+            return
+        self.terminated.set()
+        for side in Side:
+            self._flush_last(side)
+        for sock in self.socks.values():
+            shutdown_quietly(sock)
+
+    def _flush_last(self, side: Side) -> None:
+        """Best effort and bounded: a peer that stopped reading must not hold the end up."""
+        if not self.send_locks[side].acquire(timeout=FINAL_FLUSH_S):
+            return
+        try:
+            with self.lock:
+                data, self.pending[side] = self.pending[side], bytearray()
+            if data:
+                self.socks[side].send(data, socket.MSG_DONTWAIT)
+        except OSError:
+            pass  # the peer is gone or not reading: nothing more to deliver
+        finally:
+            self.send_locks[side].release()
 
     def time_left(self) -> float:
         """Seconds until the idle or close deadline, whichever is first."""

@@ -14,6 +14,7 @@ Invariants:
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -26,6 +27,7 @@ from .netio import RECV_BYTES, wait_readable
 from .record import WsFrame
 from .wsbridge import MessageSeen, Output, Side, WsBridge
 
+log = logging.getLogger("ccxray.ws")
 CLOSE_TIMEOUT_S = 5.0
 FINAL_FLUSH_S = 1.0
 
@@ -143,6 +145,14 @@ class Pair:
             self.terminate()
         elif idle:
             self.close_both(closecodes.INTERNAL_ERROR, "idle timeout")
+
+    def pump_guarded(self, side: Side) -> None:
+        """``pump`` as a thread's top frame: a bug ends the pair instead of the thread alone."""
+        try:
+            self.pump(side)
+        except Exception:  # the u2c thread's one catch-all
+            log.exception("ccxray: WebSocket %s pump (%s) failed", self.conn_id, side.value)
+            self.terminate()
 
     def pump(self, side: Side) -> None:
         """Read ``side`` until it is done or the pair is over."""

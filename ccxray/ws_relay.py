@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import select
 import socket
 import ssl
@@ -44,6 +45,7 @@ from .routing import Route
 from .ws_pair import Pair
 from .wsbridge import Side, WsBridge
 
+log = logging.getLogger("ccxray.ws")
 MAX_REFUSAL_BYTES = 1 << 20
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -262,20 +264,36 @@ class WsSession:
         bridge = WsBridge(self.client.h11.trailing_data[0] + bytes(self.upgrade.held), shake.upstream_trailing)
         pair = Pair(self.app, self.conn_id, self.client.sock, self.upgrade.up_sock, bridge)
         self.entry.on_stop.append(lambda: pair.close_both(closecodes.GOING_AWAY, "ccxray is shutting down"))
-        pair.apply(bridge.start())
-        u2c = threading.Thread(target=pair.pump, args=(Side.UPSTREAM,), name=f"ccxray-ws-u2c-{self.conn_id}")
-        u2c.start()
+        failure: str | None = None
+        try:
+            self._pump_both(pair)
+        except Exception as exc:  # a bug must still end in a recorded line and closed sockets
+            log.exception("ccxray: WebSocket %s failed", self.conn_id)
+            failure = f"proxy error: {exc!r}"
+            pair.terminate()
+        close = bridge.close or CloseInfo(None, None)
+        idle = close.side == "proxy" and close.code == closecodes.INTERNAL_ERROR
+        status = 502 if failure else 504 if idle else 101
+        error = failure or bridge.error or (
+            f"idle timeout after {self.app.settings.ws_idle_timeout_s:g}s" if idle else None)
+        self._closed(status, close, error, shake, bridge)
+
+    def _pump_both(self, pair: Pair) -> None:
+        """c2u on this thread, u2c on a new one; returns when both are done."""
+        pair.apply(pair.bridge.start())
+        u2c = threading.Thread(target=pair.pump_guarded, args=(Side.UPSTREAM,), name=f"ccxray-ws-u2c-{self.conn_id}")
+        u2c.start()  # RuntimeError (no more threads) is caught by the caller: 502, recorded
         try:
             pair.pump(Side.CLIENT)
+        except BaseException:
+            pair.terminate()  # wake the other pump now, not at the idle deadline
+            raise
         finally:
-            if not pair.terminated.is_set() and not u2c.is_alive():
+            if not u2c.is_alive():
                 pair.terminate()
             u2c.join(self._join_budget(pair))
             pair.terminate()
             u2c.join()
-        close = bridge.close or CloseInfo(None, None)
-        status = 504 if close.side == "proxy" and close.code == closecodes.INTERNAL_ERROR else 101
-        self._closed(status, close, bridge.error or (f"idle timeout after {self.app.settings.ws_idle_timeout_s:g}s" if status == 504 else None), shake, bridge)
 
     def _join_budget(self, pair: Pair) -> float:
         return max(pair.time_left(), 0.0) + 0.1

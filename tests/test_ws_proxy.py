@@ -341,3 +341,22 @@ def test_many_concurrent_sessions(fake, proxy):
     lines = proxy.lines(100)
     assert all(l["frameCounts"] == {"clientToUpstream": 1, "upstreamToClient": 1} for l in lines)
     wait_until(lambda: threading.active_count() <= baseline, 10, "all relay threads to end")
+
+
+def test_a_relay_bug_still_ends_in_one_recorded_line(fake, proxy, monkeypatch, caplog):
+    from ccxray.wsbridge import WsBridge
+
+    def broken(self, side, event, out):
+        raise RuntimeError("simulated bridge bug")
+
+    monkeypatch.setattr(WsBridge, "_whole_message", broken)
+    with connect(ws_url(proxy), additional_headers={"x-fake-mode": "echo"}) as ws:
+        ws.send("trigger")
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=10)
+    (line,) = proxy.lines(1)
+    assert line["status"] == 502 and "simulated bridge bug" in line["error"]
+    monkeypatch.undo()
+    with connect(ws_url(proxy), additional_headers={"x-fake-mode": "echo"}) as ws:  # still serving
+        ws.send("ok")
+        assert ws.recv(timeout=10) == "ok"

@@ -87,9 +87,21 @@ class Exchange:
         self.submit = submit
         self.t0 = time.monotonic()
         self.kept = 0
+        self.finished = False
 
     def run(self, req: h11.Request) -> bool:
-        """Relay the exchange; True if the client connection may be reused."""
+        """Relay the exchange; True if the client connection may be reused.
+
+        Whatever happens, the call is recorded exactly once (an unexpected
+        error still propagates to the connection's top frame, which logs it).
+        """
+        try:
+            return self._run(req)
+        finally:
+            if not self.finished:
+                self._finish("internal proxy error (see ccxray's log)")
+
+    def _run(self, req: h11.Request) -> bool:
         try:
             up, head = self._open(req)
         except UpstreamError as exc:
@@ -158,6 +170,9 @@ class Exchange:
             self._flush_quietly(out)
             self._finish(f"upstream failed mid-response: {exc}")
             return False
+        except BaseException:
+            up.close()  # never leak the upstream socket, whatever went wrong
+            raise
         self.pool.release(up)
         self._finish(None)
         return True
@@ -218,6 +233,7 @@ class Exchange:
         return reusable
 
     def _finish(self, error: str | None) -> None:
+        self.finished = True
         self.call.error = error
         self.call.elapsed_s = time.monotonic() - self.t0
         self.submit(self.call)

@@ -276,3 +276,18 @@ def test_recorder_failure_does_not_break_traffic(fake, tmp_path, make_proxy):
         assert request(proxy.port, "POST", "/v1/messages", MSG)[0] == 200
     assert proxy.server.recorder.flush(10)
     assert proxy.server.recorder.failures >= 1
+
+
+def test_a_relay_bug_is_recorded_and_the_proxy_keeps_serving(fake, proxy, monkeypatch):
+    from ccxray.http_relay import Exchange
+
+    def broken(self, up, out, streaming):
+        raise RuntimeError("simulated relay bug")
+
+    monkeypatch.setattr(Exchange, "_pump_body", broken)
+    with pytest.raises((http.client.HTTPException, ConnectionError)):
+        request(proxy.port, "POST", "/v1/messages", MSG)
+    (line,) = proxy.lines(1)
+    assert "internal proxy error" in line["error"]
+    monkeypatch.undo()
+    assert request(proxy.port, "POST", "/v1/messages", MSG)[0] == 200

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 import re
 import sys
 import time
@@ -16,7 +19,7 @@ from typing import IO, Any, Iterator, Sequence
 
 from .config import Settings
 from .store import INDEX_NAME, iter_index, read_index
-from .totals import Totals, counts_usage, line_cost, usage_tokens
+from .totals import Totals, counts_usage, figures, line_cost, usage_tokens
 
 FOLLOW_POLL_S = 0.25
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
@@ -72,7 +75,7 @@ def _follow(path: Path, from_end: bool, stop_after_idle_s: float | None) -> Iter
             pos += len(chunk)
             buf += chunk
             *complete, buf = buf.split(b"\n")
-            yield from iter_index(iter(line + b"\n" for line in complete))  # type: ignore[arg-type]
+            yield from iter_index(complete)
             idle_since = time.monotonic()
         elif stop_after_idle_s is not None and time.monotonic() - idle_since >= stop_after_idle_s:
             return
@@ -112,9 +115,42 @@ def run_tail(args: Sequence[str], settings: Settings, out: IO[str]) -> int:
     return 0
 
 
-def summarise(lines: Iterator[dict[str, Any]], since_ms: float | None, session: str | None, cwd: str | None) -> dict[str, Any]:
-    total = Totals()
-    groups: dict[str, dict[str, Totals]] = {"byModel": {}, "bySession": {}, "byProject": {}}
+GROUPS = (("byModel", "model"), ("bySession", "sessionId"), ("byProject", "cwd"))
+PARALLEL_MIN_BYTES = 32 * 1024 * 1024
+
+
+@dataclass
+class Report:
+    """Totals overall and per model, session and project."""
+
+    total: Totals = field(default_factory=Totals)
+    groups: dict[str, dict[str, Totals]] = field(default_factory=lambda: {g: {} for g, _ in GROUPS})
+
+    def add(self, line: dict[str, Any]) -> None:
+        values = figures(line)
+        self.total.add_figures(*values)
+        for group, key in GROUPS:
+            name = str(line.get(key) or "(unknown)")
+            bucket = self.groups[group].get(name)
+            if bucket is None:
+                bucket = self.groups[group][name] = Totals()
+            bucket.add_figures(*values)
+
+    def merge(self, other: "Report") -> None:
+        self.total.merge(other.total)
+        for group, buckets in other.groups.items():
+            for name, bucket in buckets.items():
+                self.groups[group].setdefault(name, Totals()).merge(bucket)
+
+    def to_json(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"total": self.total.to_json()}
+        for group, buckets in self.groups.items():
+            result[group] = {name: b.to_json() for name, b in sorted(buckets.items(), key=lambda kv: -kv[1].cost)}
+        return result
+
+
+def summarise(lines: Iterator[dict[str, Any]], since_ms: float | None, session: str | None, cwd: str | None) -> Report:
+    report = Report()
     for line in lines:
         if not counts_usage(line):
             continue
@@ -122,13 +158,29 @@ def summarise(lines: Iterator[dict[str, Any]], since_ms: float | None, session: 
             continue
         if session and line.get("sessionId") != session or cwd and line.get("cwd") != cwd:
             continue
-        total.add(line)
-        for key, value in (("byModel", line.get("model")), ("bySession", line.get("sessionId")), ("byProject", line.get("cwd"))):
-            groups[key].setdefault(str(value or "(unknown)"), Totals()).add(line)
-    result: dict[str, Any] = {"total": total.to_json()}
-    for key, buckets in groups.items():
-        result[key] = {name: b.to_json() for name, b in sorted(buckets.items(), key=lambda kv: -kv[1].cost)}
-    return result
+        report.add(line)
+    return report
+
+
+def _summarise_range(path: Path, start: int, stop: int, since_ms: float | None, session: str | None,
+                     cwd: str | None) -> Report:
+    return summarise(read_index(path, start=start, stop=stop), since_ms, session, cwd)
+
+
+def summarise_file(path: Path, since_ms: float | None, session: str | None, cwd: str | None) -> Report:
+    """The report for a whole index; a large one is read by one process per core, in byte ranges."""
+    size = path.stat().st_size if path.exists() else 0
+    workers = min(os.cpu_count() or 1, 8)
+    if size < PARALLEL_MIN_BYTES or workers < 2:
+        return summarise(read_index(path), since_ms, session, cwd)
+    bounds = [size * i // workers for i in range(workers + 1)]
+    report = Report()
+    with ProcessPoolExecutor(workers) as pool:
+        parts = [pool.submit(_summarise_range, path, bounds[i], bounds[i + 1], since_ms, session, cwd)
+                 for i in range(workers)]
+        for part in parts:
+            report.merge(part.result())
+    return report
 
 
 def _print_usage(report: dict[str, Any], out: IO[str]) -> None:
@@ -153,7 +205,7 @@ def run_usage(args: Sequence[str], settings: Settings, out: IO[str]) -> int:
     except ValueError as exc:
         print(f"ccxray usage: {exc}", file=sys.stderr)
         return 2
-    report = summarise(read_index(settings.logs_dir / INDEX_NAME), since, ns.session, ns.cwd)
+    report = summarise_file(settings.logs_dir / INDEX_NAME, since, ns.session, ns.cwd).to_json()
     if ns.json:
         out.write(json.dumps(report, indent=2) + "\n")
     else:

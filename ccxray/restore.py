@@ -56,12 +56,18 @@ def restore(logs_dir: Path, tracker: SessionTracker, index: SessionIndex,
     cutoff_ms = None if restore_days is None else (now - restore_days * 86400) * 1000
     stats = RestoreStats()
     read = ReadStats()
+    sessions = index.builder()
+    last_claude: dict[str, object] | None = None
     for line in read_index(logs_dir / INDEX_NAME, read):
         received = line.get("receivedAt")
         if cutoff_ms is not None and isinstance(received, (int, float)) and received < cutoff_ms:
             continue
-        index.add(line)
-        _note_claude(line, tracker)
+        sessions.add(line)
+        if line.get("agent") == "claude" and line.get("sessionId") and not line.get("sessionInferred"):
+            last_claude = line
+    index.adopt(sessions)
+    if last_claude is not None:
+        _note_claude(last_claude, tracker)
     stats.lines, stats.skipped = read.lines, read.skipped
     stats.sessions = len(index)
     stats.prompt_agents = _restore_prompt_agents(logs_dir / "shared", tracker)
@@ -70,9 +76,7 @@ def restore(logs_dir: Path, tracker: SessionTracker, index: SessionIndex,
 
 
 def _note_claude(line: dict[str, object], tracker: SessionTracker) -> None:
-    """Replay a Claude call's session so inference continues across a restart."""
-    if line.get("agent") != "claude" or not line.get("sessionId") or line.get("sessionInferred"):
-        return
+    """Replay the last Claude session seen, so sub-agent inference continues across a restart."""
     received = line.get("receivedAt")
     ts = float(received) / 1000 if isinstance(received, (int, float)) else 0.0
     cwd = line.get("cwd")

@@ -13,7 +13,6 @@ from typing import Any
 from .totals import Totals, counts_usage
 
 NO_SESSION = "(none)"
-FIRST_SEEN = (("agent", "agent"), ("agent_type", "agentType"), ("cwd", "cwd"), ("title", "title"))
 
 
 @dataclass
@@ -32,11 +31,14 @@ class SessionSummary:
     rate_limits: object = None
 
     def add(self, line: dict[str, Any]) -> None:
-        self.first = self.first or line.get("ts")
-        self.last = line.get("ts") or self.last
-        for attr, key in FIRST_SEEN:
-            if getattr(self, attr) is None and line.get(key) is not None:
-                setattr(self, attr, line.get(key))
+        ts = line.get("ts")
+        self.first = self.first or ts
+        self.last = ts or self.last
+        # the first value seen wins (explicit: this runs once per line of a restore)
+        self.agent = self.agent or line.get("agent")
+        self.agent_type = self.agent_type or line.get("agentType")
+        self.cwd = self.cwd or line.get("cwd")
+        self.title = self.title or line.get("title")
         if line.get("error"):
             self.errors += 1
         if not counts_usage(line):
@@ -65,6 +67,20 @@ def _rate_limits(line: dict[str, Any]) -> object:
     return meta.get("codexRateLimits") or (meta.get("rateLimits") if line.get("kind") == "turn" else None)
 
 
+class SessionBuilder:
+    """Summaries built without locking (one thread), then adopted by a SessionIndex."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, SessionSummary] = {}
+
+    def add(self, line: dict[str, Any]) -> None:
+        sid = str(line.get("sessionId") or NO_SESSION)
+        summary = self.sessions.get(sid)
+        if summary is None:
+            summary = self.sessions[sid] = SessionSummary(sid)
+        summary.add(line)
+
+
 class SessionIndex:
     """sessionId -> SessionSummary."""
 
@@ -79,6 +95,18 @@ class SessionIndex:
             if summary is None:
                 summary = self._sessions[sid] = SessionSummary(sid)
             summary.add(line)
+
+    def builder(self) -> SessionBuilder:
+        return SessionBuilder()
+
+    def adopt(self, built: SessionBuilder) -> None:
+        """Take a restore's summaries. Restore and live lines both run on the
+        recorder's thread, so nothing was added while the builder filled up;
+        any session already here is kept as it is."""
+        with self._lock:
+            for sid, summary in self._sessions.items():
+                built.sessions.setdefault(sid, summary)
+            self._sessions = built.sessions
 
     def list(self) -> list[dict[str, Any]]:
         """All sessions, most recently active first."""

@@ -18,7 +18,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator
 
 INDEX_NAME = "index.ndjson"
 SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -209,32 +209,57 @@ class ReadStats:
     skipped: int = 0
 
 
-def iter_index(fh: IO[bytes], stats: ReadStats | None = None) -> Iterator[dict[str, Any]]:
+_DECODE = json.JSONDecoder().raw_decode
+
+
+def iter_index(lines: Iterable[str | bytes], stats: ReadStats | None = None) -> Iterator[dict[str, Any]]:
     """Yield each valid JSON object line; skip (and count) torn or invalid ones."""
     stats = stats if stats is not None else ReadStats()
-    for raw in fh:
-        if not raw.strip():
+    for raw in lines:
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        text = text.strip()
+        if not text:
             continue
         try:
-            obj = json.loads(raw)
+            obj, end = _DECODE(text)
         except ValueError:
             stats.skipped += 1
             continue
-        if not isinstance(obj, dict):
+        if end != len(text) or not isinstance(obj, dict):
             stats.skipped += 1
             continue
         stats.lines += 1
         yield obj
 
 
-def read_index(path: Path, stats: ReadStats | None = None) -> Iterator[dict[str, Any]]:
-    """Stream the index at ``path`` (missing file: nothing)."""
+def read_index(path: Path, stats: ReadStats | None = None, start: int = 0,
+               stop: int | None = None) -> Iterator[dict[str, Any]]:
+    """Stream the index at ``path`` (missing file: nothing).
+
+    With ``start``/``stop`` (byte offsets), only the lines that begin in
+    [start, stop): a file split at any offsets is read exactly once.
+    """
     try:
-        fh = open(path, "rb")
+        if start or stop is not None:
+            with open(path, "rb") as raw:
+                yield from iter_index(_lines_between(raw, start, stop), stats)
+            return
+        with open(path, "r", encoding="utf-8", errors="replace", newline="\n") as text:
+            yield from iter_index(text, stats)
     except FileNotFoundError:
         return
-    with fh:
-        yield from iter_index(fh, stats)
+
+
+def _lines_between(raw: IO[bytes], start: int, stop: int | None) -> Iterator[str]:
+    if start:
+        raw.seek(start - 1)
+        if raw.read(1) != b"\n":
+            raw.readline()  # the line that begins before start belongs to the previous range
+    while stop is None or raw.tell() < stop:
+        line = raw.readline()
+        if not line:
+            return
+        yield line.decode("utf-8", "replace")
 
 
 def read_sidecar(logs_dir: Path, call_id: str, part: str) -> object | None:

@@ -37,6 +37,7 @@ from typing import Any, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `tools.bench_*` also under `python tools/bench.py`
 
 from tools.bench_http import SMALL_TARGET, run_http, timed_requests  # noqa: E402
+from tools.bench_log import run_log  # noqa: E402
 from tools.bench_plan import Plan, Report  # noqa: E402
 from tools.bench_procs import BenchSetupError, Services  # noqa: E402
 from tools.bench_report import render_table, summary  # noqa: E402
@@ -47,7 +48,8 @@ from tools.bench_ws import close_session, open_session, rtt_samples, run_ws  # n
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="ccxray benchmark: direct vs through the proxy")
     parser.add_argument("--quick", action="store_true", help="fewer samples, shorter loads (about 40 s)")
-    parser.add_argument("--only", choices=("http", "ws"), help="run only the HTTP or only the WebSocket tests")
+    parser.add_argument("--only", choices=("http", "ws", "log"),
+                        help="run only the HTTP, the WebSocket or the log (restore, usage, parser) tests")
     parser.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
     parser.add_argument("--workers", type=int, default=max(2, os.cpu_count() or 2),
                         help="load-generator processes for the concurrent tests (default: cores, at least 2)")
@@ -100,13 +102,17 @@ def run(args: argparse.Namespace) -> tuple[Report, Plan]:
     plan = Plan.quick_run(args.workers) if args.quick else Plan.full(args.workers)
     report = Report()
     print(_setup_text(plan), flush=True)
+    if args.only in (None, "log"):
+        run_log(report, args.quick)
+    if args.only == "log":
+        return report, plan
     with Services() as svc:
         print(f"fake upstream pid {svc.fake.pid if svc.fake else '?'} port {svc.fake_port}; "
               f"proxy pid {svc.proxy_pid} port {svc.proxy_port}", flush=True)
         _preflight(svc, args.only)
-        if args.only != "ws":
+        if args.only in (None, "http"):
             run_http(svc, plan, report)
-        if args.only != "http":
+        if args.only in (None, "ws"):
             run_ws(svc, plan, report)
         _finish_notes(svc, report)
     return report, plan

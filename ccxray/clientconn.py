@@ -68,10 +68,15 @@ class ClientConn:
         (slowloris). A started but unfinished head gets ClientProtocolError(408).
         """
         deadline: float | None = None
+        fed = len(self.h11.trailing_data[0])  # pipelined bytes left from the previous request
         while True:
             event = self._next()
             if isinstance(event, h11.Request):
                 self.method = event.method
+                # h11 bounds a head only while it is incomplete; one that arrived in a
+                # few large reads is measured here: all bytes fed minus what follows it
+                if fed - len(self.h11.trailing_data[0]) > MAX_HEAD_BYTES:
+                    raise ClientProtocolError(f"request head over {MAX_HEAD_BYTES} bytes", 431)
                 return event
             if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
                 return None
@@ -88,6 +93,7 @@ class ClientConn:
                 raise ClientProtocolError("request head not received in time", 408) from None
             if data and deadline is None:
                 deadline = time.monotonic() + head_s
+            fed += len(data)
             self.h11.receive_data(data)
 
     def wants_100_continue(self) -> bool:
@@ -168,4 +174,5 @@ class ClientConn:
         if self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
             return False
         self.h11.start_next_cycle()
+        self.method = b""  # an error before the next head must not be framed as a HEAD answer
         return True

@@ -149,12 +149,17 @@ class Report:
         return result
 
 
+def _received_since(line: dict[str, Any], since_ms: float) -> bool:
+    received = line.get("receivedAt")
+    return isinstance(received, (int, float)) and not isinstance(received, bool) and received >= since_ms
+
+
 def summarise(lines: Iterator[dict[str, Any]], since_ms: float | None, session: str | None, cwd: str | None) -> Report:
     report = Report()
     for line in lines:
         if not counts_usage(line):
             continue
-        if since_ms is not None and (line.get("receivedAt") or 0) < since_ms:
+        if since_ms is not None and not _received_since(line, since_ms):
             continue
         if session and line.get("sessionId") != session or cwd and line.get("cwd") != cwd:
             continue

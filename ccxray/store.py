@@ -222,7 +222,7 @@ def iter_index(lines: Iterable[str | bytes], stats: ReadStats | None = None) -> 
             continue
         try:
             obj, end = _DECODE(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: a line nested thousands deep
             stats.skipped += 1
             continue
         if end != len(text) or not isinstance(obj, dict):

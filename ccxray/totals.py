@@ -6,6 +6,7 @@ tokens travel as a 4-tuple (input, output, cacheRead, cacheWrite).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,12 @@ NO_TOKENS: Tokens = (0, 0, 0, 0)
 
 
 def _num(value: object) -> int:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+    """A token count; anything else (bool, string, NaN, infinity) counts 0."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return int(value)
+    return 0
 
 
 def token_tuple(usage: object) -> Tokens:
@@ -45,10 +51,12 @@ def usage_tokens(usage: object) -> dict[str, int]:
 
 
 def line_cost(line: dict[str, Any]) -> float | None:
-    """The line's total cost in USD, or None when it has no price."""
+    """The line's total cost in USD, or None when it has no (finite) price."""
     cost = line.get("cost")
     total = cost.get("total") if isinstance(cost, dict) else None
-    return float(total) if isinstance(total, (int, float)) else None
+    if isinstance(total, (int, float)) and not isinstance(total, bool) and math.isfinite(total):
+        return float(total)
+    return None
 
 
 def figures(line: dict[str, Any]) -> tuple[float | None, Tokens, bool]:

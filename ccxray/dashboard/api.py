@@ -98,6 +98,15 @@ def _stream_events(app: App, client: ClientConn) -> bool:
     return False
 
 
+def _int_param(value: str | None, default: int) -> int:
+    """A positive integer query parameter, else the default (never an exception)."""
+    try:
+        number = int(value) if value is not None and value.isascii() else default
+    except ValueError:
+        return default
+    return number if number > 0 else default
+
+
 def serve_local(app: App, client: ClientConn, method: str, target: str,
                 headers: list[tuple[str, str]]) -> bool:
     """Answer a request ccxray serves itself; True if the connection may be reused."""
@@ -116,7 +125,7 @@ def serve_local(app: App, client: ClientConn, method: str, target: str,
     if path == "/_api/sessions":
         return _json(client, 200, app.sessions.list())
     if path == "/_api/entries":
-        limit = int(params["limit"]) if params.get("limit", "").isdigit() else MAX_ENTRIES
+        limit = _int_param(params.get("limit"), MAX_ENTRIES)
         return _json(client, 200, entries(app, params.get("session"), min(limit, 5000)))
     if path.startswith("/_api/entries/"):
         found = entry(app, path[len("/_api/entries/"):])

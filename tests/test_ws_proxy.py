@@ -69,6 +69,7 @@ def test_codex_session_two_turns_recorded(fake, proxy):
     assert conn["close"]["side"] == "client" and conn["close"]["code"] == 1000
     assert conn["sessionId"] == "019e-session" and conn["cwd"] == "/work/repo"
     assert turns[1]["usage"]["output_tokens"] == 2 and turns[1]["model"] == "gpt-5.5"
+    assert turns[1]["cost"]["total"] > 0 and turns[1]["cost"]["currency"] == "USD"  # gpt-5.5 is in the table
     frames = proxy.sidecar(conn["id"], "req")
     assert frames[0]["data"]["generate"] is False
     assert "sk-proj-secret" not in "".join(p.read_text() for p in proxy.logs.rglob("*.json*"))
@@ -360,3 +361,37 @@ def test_a_relay_bug_still_ends_in_one_recorded_line(fake, proxy, monkeypatch, c
     with connect(ws_url(proxy), additional_headers={"x-fake-mode": "echo"}) as ws:  # still serving
         ws.send("ok")
         assert ws.recv(timeout=10) == "ok"
+
+
+def test_turn_cut_by_a_dropped_socket_is_recorded_partially(make_proxy):
+    """Upstream streams part of a turn, then the TCP connection drops: the turn
+    line still comes, marked partial, with what was seen."""
+    def upstream(conn) -> None:
+        try:
+            conn.recv(timeout=10)
+            conn.send(json.dumps({"type": "response.created", "response": {"id": "resp_cut", "model": "gpt-5.5"}}))
+            conn.send(json.dumps({"type": "response.output_text.delta", "delta": "half an ans"}))
+            conn.socket.shutdown(socket.SHUT_RDWR)  # no close frame, no response.completed
+        except ConnectionClosed:
+            pass
+
+    with serve(upstream, "127.0.0.1", 0) as server:
+        thread = threading.Thread(target=server.serve_forever)
+        thread.start()
+        try:
+            proxy = make_proxy(OPENAI_BASE_URL=f"http://127.0.0.1:{server.socket.getsockname()[1]}/v1")
+            with connect(ws_url(proxy), additional_headers=CODEX_HEADERS) as ws:
+                ws.send(json.dumps(CREATE))
+                assert json.loads(ws.recv(timeout=10))["type"] == "response.created"
+                assert close_of(ws)[0] == 1011
+        finally:
+            server.shutdown()
+            thread.join()
+    lines = proxy.lines(2)
+    (turn,) = [l for l in lines if l["kind"] == "turn"]
+    (conn,) = [l for l in lines if l["kind"] == "connection"]
+    assert turn["status"] is None and turn["error"] and turn["connectionId"] == conn["id"]
+    assert turn["model"] == "gpt-5.5" and turn["ttftMs"] is not None
+    events = proxy.sidecar(turn["id"], "res")
+    assert [e["type"] for e in events] == ["response.created", "response.output_text.delta"]
+    assert conn["close"] == {"side": "upstream", "code": 1006, "reason": None}

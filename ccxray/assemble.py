@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import headers as hdr
@@ -58,11 +58,19 @@ def _richer(known: Identity, seen: Identity) -> Identity:
     """The connection's identity, completed by what a turn revealed (cwd, agent type)."""
     return Identity(
         session_id=known.session_id or seen.session_id,
-        session_inferred=known.session_inferred if known.session_id else seen.session_inferred,
+        # not from the upgrade's headers: learned from a frame, or not known at all
+        session_inferred=known.session_inferred if known.session_id else True,
         agent=known.agent or seen.agent, agent_type=known.agent_type or seen.agent_type,
         is_subagent=known.is_subagent or seen.is_subagent, cwd=known.cwd or seen.cwd,
         thread_id=known.thread_id or seen.thread_id,
     )
+
+
+def _connection_identity(ident: Identity) -> Identity:
+    """A WebSocket whose upgrade named no session is marked inferred (DESIGN: sessionInferred)."""
+    if ident.session_id is None and not ident.session_inferred:
+        return replace(ident, session_inferred=True)
+    return ident
 
 
 def _frame_record(frame: WsFrame, started: float, parsed: bool) -> str:
@@ -209,7 +217,7 @@ class Assembler:
             transport="websocket", provider=_provider(opened.provider), method="GET", url=opened.url,
             status=closed.status, elapsed=round(closed.elapsed_s * 1000, 1), isSSE=False,
             error=closed.error, frameCounts=closed.frame_counts, byteCounts=closed.byte_counts,
-            close=closed.close.to_json(), turnCount=state.turns, **identity_fields(state.identity),
+            close=closed.close.to_json(), turnCount=state.turns, **identity_fields(_connection_identity(state.identity)),
         ))
         refusal = closed.resp_body.decode("utf-8", "replace") if closed.resp_body else None
         writes.sidecars += [

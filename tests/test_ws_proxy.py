@@ -395,3 +395,17 @@ def test_turn_cut_by_a_dropped_socket_is_recorded_partially(make_proxy):
     events = proxy.sidecar(turn["id"], "res")
     assert [e["type"] for e in events] == ["response.created", "response.output_text.delta"]
     assert conn["close"] == {"side": "upstream", "code": 1006, "reason": None}
+
+
+def test_session_without_id_in_the_upgrade_is_marked_inferred(fake, proxy):
+    with connect(ws_url(proxy)) as ws:  # no session headers at all
+        ws.send(json.dumps({**CREATE, "generate": False, "client_metadata": {"session_id": "from-frame"}}))
+        recv_until_completed(ws)
+    lines = proxy.lines(2)
+    (conn,) = [l for l in lines if l["kind"] == "connection"]
+    assert conn["sessionInferred"] is True and conn["sessionId"] == "from-frame"
+    with connect(ws_url(proxy), additional_headers={"x-fake-mode": "echo"}) as ws:
+        ws.send("no ids anywhere")
+        ws.recv(timeout=10)
+    conn = [l for l in proxy.lines(3) if l["kind"] == "connection"][-1]
+    assert conn["sessionInferred"] is True and conn["sessionId"] is None

@@ -26,7 +26,7 @@ from .ws_relay import relay_websocket
 log = logging.getLogger("ccxray.handler")
 
 
-def is_upgrade(req: h11.Request, headers: list[tuple[str, str]]) -> bool:
+def is_upgrade(headers: list[tuple[str, str]]) -> bool:
     upgrade = (hdr.get(headers, "upgrade") or "").lower()
     return "websocket" in upgrade and "upgrade" in hdr.connection_tokens(headers)
 
@@ -80,7 +80,7 @@ class ConnectionHandler:
         target = hdr.strip_token(raw_target)
         method = req.method.decode("latin-1")
         where = route(method, target, [(n.lower(), v) for n, v in headers], settings)
-        if is_upgrade(req, headers):
+        if is_upgrade(headers):
             if where.provider == LOCAL or not is_ws_path(split_target(target)[0]) or method != "GET":
                 self._refuse(404, f"WebSocket upgrade is only proxied on /v1/responses and /v1/realtime, not {split_target(target)[0]}")
                 return False
@@ -110,6 +110,6 @@ class ConnectionHandler:
     def _check_length(self, headers: list[tuple[str, str]]) -> None:
         declared = hdr.get(headers, "content-length")
         limit = self.app.settings.max_body_bytes
-        if declared and declared.strip().isdigit() and int(declared) > limit:
+        if declared and declared.strip().isascii() and declared.strip().isdigit() and int(declared) > limit:
             raise ClientProtocolError(f"request body of {declared} bytes exceeds the {limit}-byte cap "
                                       f"(CCXRAY_MAX_BODY_MB)", 413)

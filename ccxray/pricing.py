@@ -188,6 +188,7 @@ class PriceTable:
         self.rows = rows
         self.updated = updated
         self.warnings = warnings or []
+        self._found: dict[tuple[str | None, str], PriceRow | None] = {}  # find() runs for every call
 
     @classmethod
     def load(cls, override_text: str | None = None) -> PriceTable:
@@ -220,6 +221,7 @@ class PriceTable:
             self.updated = updated
 
     def _put(self, row: PriceRow) -> None:
+        self._found.clear()
         for index, old in enumerate(self.rows):
             if old.match == row.match and old.provider == row.provider:
                 self.rows[index] = row
@@ -230,6 +232,14 @@ class PriceTable:
         """The longest-matching row for `model` (of `provider`, when given), or None."""
         if not model:
             return None
+        key = (provider, model)
+        if key not in self._found:
+            if len(self._found) > 4096:  # model names come from traffic: keep the memo bounded
+                self._found.clear()
+            self._found[key] = self._search(provider, model)
+        return self._found[key]
+
+    def _search(self, provider: str | None, model: str) -> PriceRow | None:
         best: tuple[int, int, PriceRow] | None = None
         for order, row in enumerate(self.rows):
             if provider and row.provider and row.provider != provider:

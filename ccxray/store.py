@@ -53,6 +53,7 @@ class Store:
 
     def __init__(self, logs_dir: Path) -> None:
         self.logs_dir = logs_dir
+        self._logs = str(logs_dir)  # joined as strings per write: pathlib costs ~7 us a path
         self.shared_dir = logs_dir / "shared"
         self.index_path = logs_dir / INDEX_NAME
         self._fd: int | None = None
@@ -124,7 +125,7 @@ class Store:
                 continue
         return removed
 
-    def _write_json(self, path: Path, obj: object) -> None:
+    def _write_json(self, path: str | Path, obj: object) -> None:
         """Write a sidecar. No temp file and rename: its index line is appended
         only after this returns, and readers find sidecars through the index."""
         data = obj.data if isinstance(obj, RawJson) else json.dumps(
@@ -136,14 +137,14 @@ class Store:
         if not is_safe_id(call_id) or not part.isalpha():
             raise ValueError(f"unsafe sidecar name {call_id!r}/{part!r}")
         self._index_fd()
-        self._write_json(self.logs_dir / f"{call_id}_{part}.json", obj)
+        self._write_json(f"{self._logs}/{call_id}_{part}.json", obj)
 
     def write_raw(self, name: str, data: bytes) -> None:
         """Write bytes to ``logs/{name}`` (a large body kept as it came)."""
         if not is_safe_id(name):
             raise ValueError(f"unsafe file name {name!r}")
         self._index_fd()
-        write_file(self.logs_dir / name, data)
+        write_file(f"{self._logs}/{name}", data)
 
     def write_shared(self, name: str, obj: object) -> bool:
         """Write ``shared/{name}.json`` once; False if it already existed."""
@@ -190,7 +191,7 @@ def _copy_kept(src: IO[bytes], dst: IO[bytes], keep: Callable[[dict[str, Any]], 
             dst.write(raw)
 
 
-def write_file(path: Path, data: bytes) -> None:
+def write_file(path: str | Path, data: bytes) -> None:
     """Create or replace ``path`` with ``data`` (os-level: no buffering layer, no tty probe)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:

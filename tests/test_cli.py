@@ -140,3 +140,31 @@ def test_launcher_reports_missing_cli(cli_env):
     env["PATH"] = "/nonexistent"
     result = run("--port", "0", "claude", "-p", "hi", env=env)
     assert result.returncode == 127 and "claude" in result.stderr
+
+
+def test_tail_follows_new_lines_like_tail_f(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    index = logs / "index.ndjson"
+    index.write_text(json.dumps({"id": "old", "model": "m-old", "ts": "2026-11-24T07:00:00.000Z"}) + "\n")
+    env = os.environ.copy()
+    env["CCXRAY_HOME"] = str(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "ccxray", "tail", "--json"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(proc.stdout.readline, "")))  # type: ignore[union-attr]
+    reader.start()
+    try:
+        wait_until(lambda: any('"old"' in l for l in seen), 20, "the existing line")
+        with open(index, "a") as fh:  # a writer appends, in two pieces, like a line being written
+            fh.write('{"id": "new", "model": "m-n')
+            fh.flush()
+            fh.write('ew"}\n')
+        wait_until(lambda: any('"new"' in l for l in seen), 20, "the appended line")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        reader.join()
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+    assert json.loads([l for l in seen if '"new"' in l][0])["model"] == "m-new"

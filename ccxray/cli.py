@@ -7,6 +7,7 @@ or ``codex`` goes to that CLI untouched.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import signal
 import sys
@@ -66,7 +67,13 @@ def _settings(ns: argparse.Namespace) -> Settings:
 def serve(settings: Settings) -> int:
     """Run the proxy in the foreground until SIGINT/SIGTERM."""
     threading.stack_size(THREAD_STACK_BYTES)
-    server = ProxyServer(settings).start()
+    try:
+        server = ProxyServer(settings).start()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise OSError(exc.errno, f"{settings.host}:{settings.port} is in use "
+                                     "(another ccxray? choose a port with --port)") from exc
+        raise
     print(f"ccxray {__version__}: proxy   {server.url}/  (point ANTHROPIC_BASE_URL here; OpenAI: {server.url}/v1)")
     print(f"ccxray {__version__}: dashboard {server.url}/" + ("?token=…" if settings.auth_token else ""))
     print(f"ccxray: logging to {settings.logs_dir}", flush=True)
@@ -104,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ccxray: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"ccxray: {exc}", file=sys.stderr)
+        print(f"ccxray: {exc.strerror or exc}", file=sys.stderr)
         return 1
 
 

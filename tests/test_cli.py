@@ -168,3 +168,16 @@ def test_tail_follows_new_lines_like_tail_f(tmp_path):
         proc.stdout.close()  # type: ignore[union-attr]
         proc.stderr.close()  # type: ignore[union-attr]
     assert json.loads([l for l in seen if '"new"' in l][0])["model"] == "m-new"
+
+
+def test_port_in_use_is_a_clear_error(tmp_path):
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        env = os.environ.copy()
+        env["CCXRAY_HOME"] = str(tmp_path)
+        result = run("--port", str(port), "--no-browser", env=env)
+    assert result.returncode == 1
+    assert f"127.0.0.1:{port} is in use" in result.stderr and "Traceback" not in result.stderr

@@ -7,6 +7,7 @@ wall-clock timestamps carried in by the facts themselves.
 from __future__ import annotations
 
 import base64
+import heapq
 import json
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -21,6 +22,7 @@ from .summarize import identity_fields, summarize_http, summarize_turn
 from .wire.codex_ws import Turn, TurnTracker
 
 MAX_RECORDED_FRAME_BYTES = 64 * 1024 * 1024  # per connection; beyond it frames are logged by size
+MAX_WAITING_FRAMES = 1000  # frames held back for an earlier one that may never come
 
 
 @dataclass
@@ -39,6 +41,12 @@ class _WsState:
     frames: dict[str, list[str]] = field(default_factory=lambda: {"c2u": [], "u2c": []})
     kept_bytes: int = 0
     turns: int = 0
+    # The two pumps submit after forwarding, each in its own order, so a reply can
+    # reach the recorder before the request that caused it: frames wait here until
+    # every earlier sequence number has arrived (all have once the socket closed).
+    waiting: list[tuple[int, int, WsFrame]] = field(default_factory=list)  # (seq, arrival, frame)
+    next_seq: int = 1
+    arrivals: int = 0
 
 
 def _provider(route_provider: str) -> str:
@@ -64,6 +72,17 @@ def _richer(known: Identity, seen: Identity) -> Identity:
         is_subagent=known.is_subagent or seen.is_subagent, cwd=known.cwd or seen.cwd,
         thread_id=known.thread_id or seen.thread_id,
     )
+
+
+def _merge(first: Writes | None, second: Writes | None) -> Writes | None:
+    """Both sets of writes, in order."""
+    if first is None or second is None:
+        return first or second
+    first.lines += second.lines
+    first.sidecars += second.sidecars
+    first.shared += second.shared
+    first.raw += second.raw
+    return first
 
 
 def _connection_identity(ident: Identity) -> Identity:
@@ -169,6 +188,24 @@ class Assembler:
         state = self._ws.get(frame.conn_id)
         if state is None:
             return None
+        state.arrivals += 1
+        heapq.heappush(state.waiting, (frame.seq, state.arrivals, frame))
+        writes: Writes | None = None
+        while state.waiting and (state.waiting[0][0] <= state.next_seq or len(state.waiting) > MAX_WAITING_FRAMES):
+            _, _, ready = heapq.heappop(state.waiting)  # (past the cap: a dropped item left a gap; skip it)
+            state.next_seq = ready.seq + 1
+            writes = _merge(writes, self._ws_frame_in_order(state, ready))
+        return writes
+
+    def _drain_waiting(self, state: _WsState) -> Writes | None:
+        """At close every frame has been submitted: take what waits (gaps were dropped items)."""
+        writes: Writes | None = None
+        while state.waiting:
+            _, _, frame = heapq.heappop(state.waiting)
+            writes = _merge(writes, self._ws_frame_in_order(state, frame))
+        return writes
+
+    def _ws_frame_in_order(self, state: _WsState, frame: WsFrame) -> Writes | None:
         if frame.text is not None and state.kept_bytes + frame.size > MAX_RECORDED_FRAME_BYTES:
             frame.truncated = True
         elif frame.text is not None:
@@ -210,7 +247,10 @@ class Assembler:
         if state is None:
             return None
         end_ts = state.opened.started + closed.elapsed_s
+        pending = self._drain_waiting(state)
         writes = self._turn_writes(state, state.tracker.finish(end_ts, "connection closed before the turn ended"))
+        if pending is not None:
+            writes = _merge(pending, writes) or writes
         opened = state.opened
         writes.lines.append(index_line(
             id=opened.id, ts=iso_ms(end_ts), receivedAt=int(opened.started * 1000), kind="connection",

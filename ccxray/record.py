@@ -106,6 +106,7 @@ class WsFrame:
     text: str | None          # None for binary
     size: int                 # payload bytes
     truncated: bool = False   # payload not kept (over the recording cap)
+    seq: int = 0              # the bridge's order across both directions (the recorder sorts by it)
 
 
 @dataclass

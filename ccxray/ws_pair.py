@@ -56,7 +56,7 @@ class Pair:
         self.terminated = threading.Event()
         self.idle_s = app.settings.ws_idle_timeout_s
 
-    def apply(self, out: Output) -> None:
+    def apply(self, out: Output, received: float | None = None) -> None:
         """Send what a bridge call produced (under the send locks), then record messages."""
         with self.lock:
             for side in Side:
@@ -69,7 +69,7 @@ class Pair:
             if out.to[side]:
                 self._flush(side)
         if out.messages:
-            now = time.time()
+            now = time.time() if received is None else received
             self.app.recorder.submit([self._frame(msg, now) for msg in out.messages])
         if finished:
             self.terminate()
@@ -86,13 +86,14 @@ class Pair:
                 shutdown_quietly(self.socks[side])  # its pump sees EOF and reports the drop
 
     def _frame(self, msg: MessageSeen, now: float) -> WsFrame:
-        return WsFrame(self.conn_id, msg.direction, now, msg.text, msg.size, msg.truncated)
+        return WsFrame(self.conn_id, msg.direction, now, msg.text, msg.size, msg.truncated, msg.seq)
 
     def feed(self, side: Side, data: bytes | None) -> None:
+        received = time.time()  # frames are stamped when the proxy got them, not when forwarded
         with self.lock:
             self.last_activity = time.monotonic()
             out = self.bridge.feed(side, data)
-        self.apply(out)
+        self.apply(out, received)
 
     def close_both(self, code: int, reason: str) -> None:
         with self.lock:

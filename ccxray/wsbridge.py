@@ -63,6 +63,7 @@ class MessageSeen:
     text: str | None        # None for binary
     size: int
     truncated: bool = False
+    seq: int = 0            # order in which the bridge passed messages on, both directions
 
 
 @dataclass
@@ -102,6 +103,11 @@ class WsBridge:
         self.frame_counts = {"clientToUpstream": 0, "upstreamToClient": 0}
         self.byte_counts = {"clientToUpstream": 0, "upstreamToClient": 0}
         self.read_done = {Side.CLIENT: False, Side.UPSTREAM: False}
+        self._seq = 0
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
 
     # -- queries ----------------------------------------------------------
 
@@ -209,7 +215,7 @@ class WsBridge:
         key = "clientToUpstream" if side is Side.CLIENT else "upstreamToClient"
         self.frame_counts[key] += 1
         self.byte_counts[key] += size
-        out.messages.append(MessageSeen(DIRECTION[side.value], text, size, truncated=not keep))
+        out.messages.append(MessageSeen(DIRECTION[side.value], text, size, truncated=not keep, seq=self._next_seq()))
 
     def _note_message_part(self, side: Side, inbound: _Inbound, text: str | None, size: int) -> None:
         inbound.message_size += size
@@ -225,7 +231,7 @@ class WsBridge:
         self.frame_counts[key] += 1
         self.byte_counts[key] += inbound.message_size
         text = "".join(inbound.message) if is_text and inbound.keep else None
-        out.messages.append(MessageSeen(DIRECTION[side.value], text, inbound.message_size,
+        out.messages.append(MessageSeen(DIRECTION[side.value], text, inbound.message_size, seq=self._next_seq(),
                                         truncated=is_text and not inbound.keep))
         inbound.message.clear()
         inbound.message_size = 0

@@ -374,7 +374,12 @@ def test_turn_cut_by_a_dropped_socket_is_recorded_partially(make_proxy):
             conn.recv(timeout=10)
             conn.send(json.dumps({"type": "response.created", "response": {"id": "resp_cut", "model": "gpt-5.5"}}))
             conn.send(json.dumps({"type": "response.output_text.delta", "delta": "half an ans"}))
-            conn.socket.shutdown(socket.SHUT_RDWR)  # no close frame, no response.completed
+            # no close frame, no response.completed: a FIN after the data, then wait for the
+            # proxy to hang up (closing first, with bytes unread, could reset the data away)
+            conn.socket.shutdown(socket.SHUT_WR)
+            conn.socket.settimeout(10)
+            while conn.socket.recv(65536):
+                pass
         except ConnectionClosed:
             pass
 

@@ -34,7 +34,7 @@ from .routing import Route
 
 UpstreamError = (UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout)
 DROP_REQUEST = ("expect", "content-length")
-FLUSH_BYTES = 64 * 1024
+FLUSH_BYTES = 256 * 1024
 
 
 def decode_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:

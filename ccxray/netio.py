@@ -22,6 +22,7 @@ from .config import ProxyTunnel, Upstream
 from .errors import UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
 
 RECV_BYTES = 65536
+BODY_RECV_BYTES = 256 * 1024  # reads once a response is large: fewer trips through h11
 MAX_IDLE_PER_ORIGIN = 8
 POOL_IDLE_S = 60.0
 TRUST_IDLE_S = 1.0
@@ -170,7 +171,9 @@ class UpstreamConn:
     def recv_some(self) -> bytes:
         """One recv; b"" at EOF (h11's EOF marker). Translates socket errors."""
         try:
-            return self.sock.recv(RECV_BYTES)
+            # small reads for small answers (a 256 KiB buffer costs an mmap per read),
+            # large ones once this response has shown it is large
+            return self.sock.recv(BODY_RECV_BYTES if self.bytes_in >= RECV_BYTES else RECV_BYTES)
         except socket.timeout as exc:
             raise UpstreamTimeout(f"{_where(self.upstream)} sent nothing for too long") from exc
         except OSError as exc:

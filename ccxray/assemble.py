@@ -17,12 +17,13 @@ from .decode import decode_body
 from .pricing import PriceTable
 from .record import HttpCall, WsClosed, WsFrame, WsOpened, index_line, iso_ms
 from .store import RawJson
-from .sessions import Identity, SessionTracker, identify
+from .sessions import Identity, SessionTracker, identify, prompt_hash
 from .summarize import identity_fields, summarize_http, summarize_turn
 from .wire.codex_ws import Turn, TurnTracker
 
 MAX_RECORDED_FRAME_BYTES = 64 * 1024 * 1024  # per connection; beyond it frames are logged by size
-MAX_WAITING_FRAMES = 1000  # frames held back for an earlier one that may never come
+MAX_WAITING_FRAMES = 1000
+MAX_REMEMBERED_PROMPTS = 10_000  # frames held back for an earlier one that may never come
 
 
 @dataclass
@@ -119,6 +120,7 @@ class Assembler:
         self.prices = prices
         self.sessions = sessions or SessionTracker()
         self._ws: dict[str, _WsState] = {}
+        self._prompts_stored: set[str] = set()
 
     def handle(self, item: object) -> Writes | None:
         """What to write for one relay fact (None: nothing yet)."""
@@ -158,6 +160,7 @@ class Assembler:
             isSSE=summary.is_sse, error=call.error, **fields,
         )
         writes = Writes(lines=[line])
+        line["systemPromptHash"] = self._store_system_prompt(summary.system_text, writes)
         if summary.response_is_raw and undecoded is None:
             writes.raw.append((f"{call.id}_res.body", body))
             response = {**summary.response, "bodyFile": f"{call.id}_res.body"}  # type: ignore[dict-item]
@@ -169,6 +172,18 @@ class Assembler:
         ]
         self._remember_prompt(summary.system_text, ident, writes)
         return writes
+
+    def _store_system_prompt(self, system_text: str | None, writes: Writes) -> str | None:
+        """Write ``shared/system_{hash}.json`` the first time a prompt is seen; returns the hash."""
+        if not system_text:
+            return None
+        digest = prompt_hash(system_text)
+        if digest not in self._prompts_stored:
+            if len(self._prompts_stored) > MAX_REMEMBERED_PROMPTS:
+                self._prompts_stored.clear()  # the store skips files that exist; this only saves a stat
+            self._prompts_stored.add(digest)
+            writes.shared.append((f"system_{digest}", {"hash": digest, "text": system_text}))
+        return digest
 
     def _remember_prompt(self, system_text: str | None, ident: Identity, writes: Writes) -> None:
         """Persist the agent type seen with a Codex prompt, so a restart restores it."""
@@ -233,6 +248,7 @@ class Assembler:
             state.identity = _richer(state.identity, ident)
             fields = summarize_turn(turn, self.prices)
             fields.update(identity_fields(ident))
+            fields["systemPromptHash"] = self._store_system_prompt(system_text, writes)
             writes.lines.append(index_line(
                 id=turn_id, ts=iso_ms(turn.ended), receivedAt=int(turn.started * 1000), kind="turn",
                 transport="websocket", provider=_provider(state.opened.provider), method="WS",

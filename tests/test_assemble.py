@@ -55,3 +55,19 @@ def test_a_turn_line_is_written_as_soon_as_the_turn_ends():
     asm.handle(WsOpened("c1", T0, "/v1/responses", "openai", "http://up/v1/responses", HEADERS))
     written = [asm.handle(f) for f in frames()]
     assert [w is not None and [l["kind"] for l in w.lines] for w in written][-1] == ["turn"]
+
+
+def test_system_prompt_is_stored_once_by_hash():
+    from ccxray.record import HttpCall
+    asm = Assembler(PriceTable.load())
+    body = json.dumps({"model": "claude-haiku-4-5", "system": "You are a careful agent.", "messages": []}).encode()
+    shared = []
+    hashes = []
+    for n in range(3):
+        call = HttpCall(id=f"c{n}", started=T0, method="POST", url="/v1/messages", provider="anthropic",
+                        upstream_url=None, req_headers=[], req_body=body, status=200)
+        writes = asm.handle(call)
+        shared += [name for name, _ in writes.shared]
+        hashes.append(writes.lines[0]["systemPromptHash"])
+    assert len(set(hashes)) == 1 and hashes[0]
+    assert shared == [f"system_{hashes[0]}"]

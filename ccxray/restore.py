@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .sessionindex import SessionIndex
+from .sessionindex import SessionBuilder, SessionIndex
 from .sessions import Identity, SessionTracker
 from .store import INDEX_NAME, ReadStats, Store, read_index
 
@@ -56,7 +56,7 @@ def restore(logs_dir: Path, tracker: SessionTracker, index: SessionIndex,
     cutoff_ms = None if restore_days is None else (now - restore_days * 86400) * 1000
     stats = RestoreStats()
     read = ReadStats()
-    sessions = index.builder()
+    sessions = SessionBuilder()
     last_claude: dict[str, object] | None = None
     for line in read_index(logs_dir / INDEX_NAME, read):
         received = line.get("receivedAt")

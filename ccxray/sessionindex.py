@@ -96,9 +96,6 @@ class SessionIndex:
                 summary = self._sessions[sid] = SessionSummary(sid)
             summary.add(line)
 
-    def builder(self) -> SessionBuilder:
-        return SessionBuilder()
-
     def adopt(self, built: SessionBuilder) -> None:
         """Take a restore's summaries. Restore and live lines both run on the
         recorder's thread, so nothing was added while the builder filled up;

@@ -8,7 +8,6 @@ status to answer), ClientGone (the agent hung up).
 from __future__ import annotations
 
 import json
-import select
 from http import HTTPStatus
 import socket
 import time
@@ -16,7 +15,8 @@ import time
 import h11
 
 from .errors import ClientGone, ClientProtocolError
-from .netio import make_blocking, wait_readable
+from .netio import make_blocking
+from .waits import readable_now, wait_readable
 
 RECV_BYTES = 65536
 MAX_HEAD_BYTES = 64 * 1024
@@ -126,8 +126,9 @@ class ClientConn:
     def is_gone(self) -> bool:
         """True if the client has hung up (EOF), without consuming pipelined bytes."""
         try:
-            readable, _, _ = select.select([self.sock], [], [], 0)
-            if not readable:
+            if self.sock.fileno() < 0:
+                return True
+            if not readable_now(self.sock):
                 return False
             return self.sock.recv(1, socket.MSG_PEEK) == b""
         except (OSError, ValueError):

@@ -17,8 +17,6 @@ Theory of operation (one thread, the client connection's):
 
 from __future__ import annotations
 
-import select
-import ssl
 import time
 from typing import Callable
 
@@ -31,6 +29,7 @@ from .errors import ClientGone, UpstreamConnectError, UpstreamProtocolError, Ups
 from .netio import UpstreamConn, UpstreamPool
 from .record import HttpCall
 from .routing import Route
+from .waits import wait_watching
 
 UpstreamError = (UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout)
 DROP_REQUEST = ("expect", "content-length")
@@ -57,21 +56,13 @@ def upstream_request_headers(req_headers: list[tuple[str, str]], route: Route, b
 
 def _wait_readable(up: UpstreamConn, client: ClientConn, timeout_s: float) -> None:
     """Block until upstream has bytes; raise ClientGone if the agent hangs up first."""
-    if isinstance(up.sock, ssl.SSLSocket) and up.sock.pending():
-        return
-    watch = [up.sock, client.sock]
-    deadline = time.monotonic() + timeout_s
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise UpstreamTimeout(f"{up.upstream.host}:{up.upstream.port} sent nothing for {timeout_s:g}s")
-        readable, _, _ = select.select(watch, [], [], left)
-        if up.sock in readable:
-            return
-        if client.sock in readable:
-            if client.is_gone():
-                raise ClientGone("client hung up while waiting for upstream")
-            watch = [up.sock]  # pipelined bytes: not our business until this exchange ends
+    def on_client() -> bool:
+        if client.is_gone():
+            raise ClientGone("client hung up while waiting for upstream")
+        return False  # pipelined bytes: not our business until this exchange ends
+
+    if not wait_watching(up.sock, client.sock, time.monotonic() + timeout_s, on_client):
+        raise UpstreamTimeout(f"{up.upstream.host}:{up.upstream.port} sent nothing for {timeout_s:g}s")
 
 
 class Exchange:

@@ -8,7 +8,6 @@ the upstream and the environment variable that chose it.
 
 from __future__ import annotations
 
-import select
 import socket
 import ssl
 import struct
@@ -20,6 +19,7 @@ import h11
 
 from .config import ProxyTunnel, Upstream
 from .errors import UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
+from .waits import readable_now
 
 RECV_BYTES = 65536
 BODY_RECV_BYTES = 256 * 1024  # reads once a response is large: fewer trips through h11
@@ -38,21 +38,13 @@ def tune(sock: socket.socket) -> None:
 
 
 def make_blocking(sock: socket.socket, send_timeout_s: float) -> None:
-    """Blocking mode (no hidden poll before each recv/send: we select ourselves
+    """Blocking mode (no hidden poll before each recv/send: we poll ourselves
     where we wait), with a kernel send timeout so a peer that stops reading
     cannot hold a writer forever (send then fails with EAGAIN)."""
     sock.settimeout(None)
     seconds = int(send_timeout_s)
     micros = int((send_timeout_s - seconds) * 1_000_000)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", seconds, micros))
-
-
-def wait_readable(sock: socket.socket, timeout_s: float) -> bool:
-    """select() on one socket, minding bytes TLS has already decrypted."""
-    if isinstance(sock, ssl.SSLSocket) and sock.pending():
-        return True
-    ready, _, _ = select.select([sock], [], [], max(timeout_s, 0))
-    return bool(ready)
 
 
 def close_quietly(sock: socket.socket | None) -> None:
@@ -201,10 +193,9 @@ class UpstreamConn:
 def _looks_alive(sock: socket.socket) -> bool:
     """An idle pooled socket must have nothing to read: readable means EOF or junk."""
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
+        return sock.fileno() >= 0 and not readable_now(sock)
+    except OSError:
         return False
-    return not readable
 
 
 class UpstreamPool:

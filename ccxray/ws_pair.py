@@ -23,7 +23,8 @@ from wsproto.connection import ConnectionState
 
 from . import closecodes
 from .app import App
-from .netio import RECV_BYTES, wait_readable
+from .netio import RECV_BYTES
+from .waits import wait_readable
 from .record import WsFrame
 from .wsbridge import MessageSeen, Output, Side, WsBridge
 
@@ -33,7 +34,7 @@ FINAL_FLUSH_S = 1.0
 
 
 def shutdown_quietly(sock: socket.socket) -> None:
-    """Shut a socket down (waking any thread in select/recv on it) without closing the fd."""
+    """Shut a socket down (waking any thread in poll/recv on it) without closing the fd."""
     try:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:

@@ -9,7 +9,7 @@ Theory of operation:
   CCXRAY_WS_MAX_QUEUE_BYTES (past that: 413). The whole handshake is bounded
   by the idle timeout (504).
 - Then one pump per direction: the connection's own thread reads the client
-  (c2u), one new thread reads upstream (u2c). Each blocks in select on its
+  (c2u), one new thread reads upstream (u2c). Each blocks in poll on its
   source with a timeout for idle detection. All bridge state is behind one
   lock; each socket has a send lock held from taking its pending bytes to the
   end of sendall, so frames reach the wire in wsproto's order. A socket that
@@ -24,9 +24,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import select
 import socket
-import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -42,6 +40,7 @@ from .http_relay import decode_headers, encode_headers
 from .netio import RECV_BYTES, close_quietly, make_blocking
 from .record import CloseInfo, WsClosed, WsOpened
 from .routing import Route
+from .waits import wait_watching
 from .ws_pair import Pair
 from .wsbridge import Side, WsBridge
 
@@ -129,20 +128,17 @@ class Upgrade:
     def _wait_upstream(self) -> bytes:
         """Next upstream bytes; meanwhile hold what the client pipelines (bounded)."""
         assert self.up_sock is not None
-        while True:
-            left = self.deadline - time.monotonic()
-            if left <= 0:
-                raise HandshakeFailed(504, f"upstream did not answer the WebSocket upgrade within {self.app.settings.ws_idle_timeout_s:g}s")
-            readable: list[socket.socket] = [self.up_sock]
-            if not (isinstance(self.up_sock, ssl.SSLSocket) and self.up_sock.pending()):
-                readable, _, _ = select.select([self.up_sock, self.client.sock], [], [], left)
-            if self.up_sock in readable:
-                try:
-                    return self.up_sock.recv(RECV_BYTES)
-                except OSError as exc:
-                    raise HandshakeFailed(502, f"reading the upgrade answer failed: {exc}") from exc
-            if self.client.sock in readable:
-                self._hold_client_bytes()
+
+        def on_client() -> bool:
+            self._hold_client_bytes()
+            return True
+
+        if not wait_watching(self.up_sock, self.client.sock, self.deadline, on_client):
+            raise HandshakeFailed(504, f"upstream did not answer the WebSocket upgrade within {self.app.settings.ws_idle_timeout_s:g}s")
+        try:
+            return self.up_sock.recv(RECV_BYTES)
+        except OSError as exc:
+            raise HandshakeFailed(502, f"reading the upgrade answer failed: {exc}") from exc
 
     def _hold_client_bytes(self) -> None:
         try:

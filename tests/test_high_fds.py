@@ -18,6 +18,8 @@ from typing import Iterator
 import pytest
 from websockets.sync.client import connect
 
+from .conftest import wait_until
+
 FD_SETSIZE = 1024
 
 
@@ -61,9 +63,14 @@ def test_http_and_sse_with_descriptors_above_1023(high_fds, fake, proxy):
         resp = conn.getresponse()
         assert resp.status == 200 and json.loads(resp.read())["type"] == "message"
         assert conn.sock.fileno() >= FD_SETSIZE
-        clients, upstream = _proxy_fds(proxy)
-        assert clients and min(clients) >= FD_SETSIZE
-        assert upstream and min(upstream) >= FD_SETSIZE
+        # The client may read the answer before the relay has put its upstream
+        # connection back in the pool: wait for it instead of racing it.
+        def both_seen() -> tuple[list[int], list[int]] | None:
+            clients, upstream = _proxy_fds(proxy)
+            return (clients, upstream) if clients and upstream else None
+        clients, upstream = wait_until(both_seen, what="a client and a pooled upstream connection")
+        assert min(clients) >= FD_SETSIZE
+        assert min(upstream) >= FD_SETSIZE
         stream = json.dumps({"model": "claude-sonnet-4-5", "stream": True, "max_tokens": 5, "messages": []}).encode()
         conn.request("POST", "/v1/messages", body=stream,
                      headers={"content-type": "application/json", "x-fake-mode": "sse:30"})

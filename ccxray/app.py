@@ -13,6 +13,8 @@ from typing import Callable
 from .access import allowed_hosts
 from .assemble import Assembler
 from .config import Settings
+from .lineindex import LineIndex
+from .inflight import InFlightRegistry
 from .netio import UpstreamPool, close_quietly
 from .pricing import PriceTable
 from .recorder import Recorder
@@ -68,6 +70,8 @@ class App:
         self._conns: set[ConnEntry] = set()
         self._lock = threading.Condition()
         self.sessions = SessionIndex()
+        self.inflight = InFlightRegistry()  # calls being relayed now, for the live page
+        self.line_index = LineIndex(settings.logs_dir / "index.ndjson")  # the page's id -> offset map
         self.restore_stats: RestoreStats | None = None
         recorder.add_listener(self.sessions.add)
 

@@ -24,11 +24,12 @@ from .wire.sse import event_to_json, parse_sse
 FIELD_NAMES = (
     "sessionId", "sessionInferred", "agent", "agentType", "isSubagent", "cwd", "model", "usage",
     "cost", "costNote", "stopReason", "msgCount", "toolCount", "title", "responseMetadata",
-    "contextTokens", "contextWindow", "contextUse",
+    "contextTokens", "contextWindow", "contextUse", "toolNames",
 )
 _RATE_LIMIT_PREFIXES = (
     "anthropic-ratelimit-", "x-ratelimit-", "x-codex-primary-", "x-codex-secondary-", "x-codex-credits-",
 )
+MAX_TOOL_NAMES = 64  # the tools a response called, listed on its line for the page's filter
 _SSE_STARTS = (b"event:", b"data:", b"id:", b":")
 
 
@@ -161,6 +162,7 @@ def _call_fields(provider: str, req: RequestFacts, res: ResponseFacts, prices: P
         "msgCount": req.msg_count, "toolCount": req.tool_count, "title": req.title,
         "contextTokens": used, "contextWindow": window,
         "contextUse": round(used / window, 4) if used and window else None,
+        "toolNames": [str(c.get("name") or "(no name)") for c in res.tool_calls][:MAX_TOOL_NAMES],
     }
 
 

@@ -298,4 +298,6 @@ class WsSession:
 def relay_websocket(app: App, client: ClientConn, entry: ConnEntry, target: str,
                     headers: list[tuple[str, str]], where: Route) -> None:
     """Proxy one WebSocket upgrade; returns when the pair is over and recorded."""
-    WsSession(app, client, entry, target, headers, where).run()
+    session = WsSession(app, client, entry, target, headers, where)
+    with app.inflight.track(session.conn_id, "WS", target, where.provider, "websocket", headers):
+        session.run()

@@ -67,7 +67,10 @@ def test_page_token_flow(fake, make_proxy):
     proxy = make_proxy(AUTH_TOKEN="pagetok")
     assert get(proxy.port, "/")[0] == 401
     status, page = get(proxy.port, "/?token=pagetok")
-    assert status == 200 and b"token" in page  # the page forwards ?token= to its API calls
+    assert status == 200 and b"/_api/ui/app.js" in page
+    status, module = get(proxy.port, "/_api/ui/api.js")  # page code needs no token: a module import cannot carry it
+    assert status == 200 and b"token" in module  # the data layer forwards ?token= to its API calls
+    assert get(proxy.port, "/_api/ui/nope.js")[0] == 401  # only the page's own files are open
     assert get(proxy.port, "/_api/sessions?token=pagetok")[0] == 200
     assert get(proxy.port, "/_api/sessions", {"X-Ccxray-Auth": "pagetok"})[0] == 200
 

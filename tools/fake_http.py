@@ -34,7 +34,7 @@ from tools.fake_answers import (
     response_head,
 )
 from tools.fake_modes import HTTP_MODES, WS_MODES, Mode, ModeError, parse_mode
-from tools.fake_payloads import json_bytes, pattern_pieces, sse_data
+from tools.fake_payloads import anthropic_agent_events, json_bytes, parse_json_object, pattern_pieces, sse_data
 from tools.fake_shared import IDLE_TIMEOUT_S, RECV_BYTES, STEP_TIMEOUT_S, wait_for_peer_eof
 from tools.fake_ws import WsSession, accept_token, is_ws_path, negotiate_deflate
 
@@ -353,6 +353,20 @@ def _http_close_after(conn: HttpConnection, ex: Exchange, mode: Mode) -> None:
     conn.send_answer(conn.normal_answer(ex), [(b"connection", b"close")])
 
 
+
+AGENT_RATE_LIMIT_HEADERS = (
+    (b"anthropic-ratelimit-unified-5h-utilization", b"0.42"),
+    (b"anthropic-ratelimit-unified-5h-reset", b"1893456000"),
+    (b"anthropic-ratelimit-unified-status", b"allowed"),
+)
+
+
+def _http_agent(conn: HttpConnection, ex: Exchange, mode: Mode) -> None:
+    """A Claude Code-like agent step (thinking, text, a tool call), with rate-limit headers."""
+    events = anthropic_agent_events(parse_json_object(ex.body), conn.server.next_number())
+    conn.send_stream(events, extra=AGENT_RATE_LIMIT_HEADERS)
+
+
 _HTTP_HANDLERS: dict[str, Callable[[HttpConnection, Exchange, Mode], None]] = {
     "default": _http_default,
     "echo": _http_echo,
@@ -370,4 +384,5 @@ _HTTP_HANDLERS: dict[str, Callable[[HttpConnection, Exchange, Mode], None]] = {
     "big": _http_big,
     "big-chunked": _http_big_chunked,
     "close-after": _http_close_after,
+    "agent": _http_agent,
 }

@@ -46,6 +46,7 @@ HTTP_MODES: dict[str, ArgKind] = {
     "big": ArgKind.INT,
     "big-chunked": ArgKind.INT,
     "close-after": ArgKind.NONE,
+    "agent": ArgKind.NONE,
 }
 
 WS_MODES: dict[str, ArgKind] = {

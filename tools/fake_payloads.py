@@ -270,3 +270,50 @@ def parse_json_object(body: bytes | str) -> Json:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+AGENT_THINKING = "The user wants the file; read it first."
+AGENT_TOOL_INPUT: Json = {"file_path": "notes.txt"}
+AGENT_FINAL_TEXT = "The notes say: ship it."
+
+
+def _has_tool_result(request: Json) -> bool:
+    messages = request.get("messages")
+    contents = [m.get("content") for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
+    return any(isinstance(content, list) and any(
+        isinstance(block, dict) and block.get("type") == "tool_result" for block in content) for content in contents)
+
+
+def _agent_blocks(request: Json, number: int) -> tuple[list[tuple[Json, list[Json]]], str]:
+    """(content_block, its deltas) pairs and the stop reason of one agent step."""
+    thinking = ({"type": "thinking", "thinking": "", "signature": ""},
+                [{"type": "thinking_delta", "thinking": AGENT_THINKING[:20]},
+                 {"type": "thinking_delta", "thinking": AGENT_THINKING[20:]},
+                 {"type": "signature_delta", "signature": "sig"}])
+    if _has_tool_result(request):
+        text = AGENT_FINAL_TEXT
+        return [thinking, ({"type": "text", "text": ""},
+                           [{"type": "text_delta", "text": text[:9]}, {"type": "text_delta", "text": text[9:]}])], "end_turn"
+    tool = {"type": "tool_use", "id": f"toolu_fake_{number}", "name": "Read", "input": {}}
+    raw = json.dumps(AGENT_TOOL_INPUT)
+    return [thinking, ({"type": "text", "text": ""}, [{"type": "text_delta", "text": "Let me read it."}]),
+            (tool, [{"type": "input_json_delta", "partial_json": raw[:7]},
+                    {"type": "input_json_delta", "partial_json": raw[7:]}])], "tool_use"
+
+
+def anthropic_agent_events(request: Json, number: int) -> list[bytes]:
+    """A Claude Code-like step: thinking, text and a Read tool call; once the
+    request carries the tool's result, thinking and a final answer."""
+    model = str(request.get("model") or "claude-fake")
+    message = dict(anthropic_message(model, f"msg_agent_{number}"), content=[], stop_reason=None)
+    message["usage"] = dict(ANTHROPIC_USAGE)
+    blocks, stop = _agent_blocks(request, number)
+    events: list[tuple[str, Json]] = [("message_start", {"message": message})]
+    for index, (block, deltas) in enumerate(blocks):
+        events.append(("content_block_start", {"index": index, "content_block": block}))
+        events += [("content_block_delta", {"index": index, "delta": delta}) for delta in deltas]
+        events.append(("content_block_stop", {"index": index}))
+    events += [("message_delta", {"delta": {"stop_reason": stop, "stop_sequence": None},
+                                  "usage": {"output_tokens": 20 + number % 7}}),
+               ("message_stop", {})]
+    return [sse_event(name, {"type": name, **body}) for name, body in events]

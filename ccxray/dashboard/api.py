@@ -1,101 +1,58 @@
-"""``/``, ``/favicon.ico`` and ``/_api/*``: the page, the log as JSON, live events.
+"""``/``, the page's files, ``/favicon.ico`` and ``/_api/*``: the routes.
 
-Reads the NDJSON index by streaming it (a torn line is skipped). Every
-recorded text reaches the page as JSON data and is rendered with
-``textContent``, never as HTML.
+Every recorded text reaches the page as JSON data and is rendered with
+``textContent``, never as HTML. ``entry`` is the one place that reads a
+whole call (line plus sidecars); the views in ``views.py`` build on it.
+Endpoints and their parameters are listed in README.rst.
 """
 
 from __future__ import annotations
 
 import json
-import queue
-from importlib import resources
-from typing import Any, Iterator
+import time
+from typing import Any
 from urllib.parse import parse_qs
 
-import h11
-
-from .. import __version__
 from ..app import App
 from ..clientconn import ClientConn
-from ..errors import ClientGone
+from ..logcli import parse_duration
 from ..routing import split_target
-from ..store import is_safe_id, read_index, read_sidecar
+from ..store import is_safe_id, read_sidecar
+from . import views
+from .feed import stream_events
+from .static import is_static, serve_static
 
-MAX_ENTRIES = 500
-EVENTS_KEEPALIVE_S = 15.0
-FAVICON = (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
-           b'<rect width="16" height="16" rx="3" fill="#123"/><path d="M4 4l8 8M12 4l-8 8" '
-           b'stroke="#6cf" stroke-width="2"/></svg>')
-
-
-def _page() -> bytes:
-    return resources.files("ccxray.dashboard").joinpath("index.html").read_bytes()
+DEFAULT_PAGE = 200
 
 
 def _json(client: ClientConn, status: int, obj: object) -> bool:
     body = json.dumps(obj, ensure_ascii=False, default=str).encode("utf-8")
-    client.send_simple(status, body, "application/json; charset=utf-8", [("Cache-Control", "no-store")])
+    client.send_simple(status, body, "application/json; charset=utf-8",
+                       [("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff")])
     return True
 
 
-def _entries(app: App) -> Iterator[dict[str, Any]]:
-    return read_index(app.settings.logs_dir / "index.ndjson")
+def _found(client: ClientConn, obj: object) -> bool:
+    return _json(client, 200, obj) if obj is not None else _json(client, 404, {"error": "not_found"})
 
 
-def entries(app: App, session: str | None, limit: int) -> list[dict[str, Any]]:
-    """The last ``limit`` index lines, optionally of one session."""
-    kept: list[dict[str, Any]] = []
-    for line in _entries(app):
-        if session is None or (line.get("sessionId") or "(none)") == session:
-            kept.append(line)
-            if len(kept) > 2 * limit:
-                del kept[:-limit]
-    return kept[-limit:]
+def entries(app: App, session: str | None, limit: int, before: str | None = None) -> list[dict[str, Any]]:
+    """Up to ``limit`` index lines (optionally of one session) ending before ``before``."""
+    return views.entries_page(app, session, before, limit)
 
 
 def entry(app: App, entry_id: str) -> dict[str, Any] | None:
-    """One index line with its sidecar bodies, or None."""
+    """One index line with its sidecar bodies, or None; found through the id -> offset map."""
     if not is_safe_id(entry_id):
         return None
-    for line in _entries(app):
-        if line.get("id") == entry_id:
-            logs = app.settings.logs_dir
-            return {**line, "request": read_sidecar(logs, entry_id, "req"),
-                    "response": read_sidecar(logs, entry_id, "res"),
-                    "meta": read_sidecar(logs, entry_id, "meta")}
-    return None
-
-
-def _stream_events(app: App, client: ClientConn) -> bool:
-    """Server-sent events: one ``data:`` line per new index line, until either side stops."""
-    lines: queue.Queue[dict[str, Any]] = queue.Queue(1000)
-
-    def listener(line: dict[str, Any]) -> None:
-        try:
-            lines.put_nowait(line)
-        except queue.Full:
-            pass  # a stalled page loses live lines, never the proxy's memory
-
-    client.send(h11.Response(status_code=200, headers=[
-        ("Content-Type", "text/event-stream"), ("Cache-Control", "no-store")]))
-    client.sendall(client.encode(h11.Data(data=b": connected\n\n")))
-    app.recorder.add_listener(listener)
-    try:
-        while not app.stopping.is_set():
-            try:
-                line = lines.get(timeout=0.5)
-                payload = b"data: " + json.dumps(line, ensure_ascii=False, default=str).encode() + b"\n\n"
-            except queue.Empty:
-                if client.is_gone():
-                    return False
-                continue
-            client.sendall(client.encode(h11.Data(data=payload)))
-    except ClientGone:
-        return False
-    finally:
-        app.recorder.remove_listener(listener)
-    return False
+    app.line_index.refresh()
+    line = app.line_index.read(entry_id)
+    if line is None:
+        return None
+    logs = app.settings.logs_dir
+    return {**line, "request": read_sidecar(logs, entry_id, "req"),
+            "response": read_sidecar(logs, entry_id, "res"),
+            "meta": read_sidecar(logs, entry_id, "meta")}
 
 
 def _int_param(value: str | None, default: int) -> int:
@@ -107,29 +64,50 @@ def _int_param(value: str | None, default: int) -> int:
     return number if number > 0 else default
 
 
+def _since_ms(last: str | None) -> float | None:
+    """``last=7d`` as epoch ms; raises ValueError for a malformed duration."""
+    return None if not last else (time.time() - parse_duration(last)) * 1000
+
+
+def _api(app: App, client: ClientConn, path: str, params: dict[str, str]) -> bool:
+    if path == "/_api/sessions":
+        return _json(client, 200, views.sessions(app))
+    if path == "/_api/entries":
+        before = params.get("before")
+        if before is not None and not is_safe_id(before):
+            return _json(client, 400, {"error": "bad_request", "message": "before must be an entry id"})
+        return _json(client, 200, entries(app, params.get("session"), _int_param(params.get("limit"), DEFAULT_PAGE), before))
+    if path.startswith("/_api/entries/"):
+        return _found(client, entry(app, path[len("/_api/entries/"):]))
+    if path.startswith("/_api/turns/"):
+        turn_id = path[len("/_api/turns/"):]
+        return _found(client, views.turn(app, turn_id, entry) if is_safe_id(turn_id) else None)
+    if path == "/_api/inflight":
+        return _json(client, 200, app.inflight.list())
+    if path == "/_api/prompts":
+        return _json(client, 200, views.prompts(app, entry))
+    if path == "/_api/prompts/diff":
+        return _found(client, views.prompt_diff(app, params.get("old", ""), params.get("new", "")))
+    if path.startswith("/_api/prompts/"):
+        return _found(client, views.prompt(app, path[len("/_api/prompts/"):]))
+    if path == "/_api/usage":
+        try:
+            since = _since_ms(params.get("last"))
+        except ValueError as exc:
+            return _json(client, 400, {"error": "bad_request", "message": str(exc)})
+        return _json(client, 200, views.usage(app, since))
+    return _json(client, 404, {"error": "not_found", "path": path})
+
+
 def serve_local(app: App, client: ClientConn, method: str, target: str,
                 headers: list[tuple[str, str]]) -> bool:
     """Answer a request ccxray serves itself; True if the connection may be reused."""
     path, query = split_target(target)
-    params = {k: v[-1] for k, v in parse_qs(query[1:]).items()}
-    if path == "/":
-        client.send_simple(200, _page(), "text/html; charset=utf-8",
-                           [("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"), ("X-Ccxray", __version__),
-                            ("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'")])
-        return True
-    if path == "/favicon.ico":
-        client.send_simple(200, FAVICON, "image/svg+xml")
-        return True
     if method not in ("GET", "HEAD"):
         return _json(client, 405, {"error": "method_not_allowed"})
-    if path == "/_api/sessions":
-        return _json(client, 200, app.sessions.list())
-    if path == "/_api/entries":
-        limit = _int_param(params.get("limit"), MAX_ENTRIES)
-        return _json(client, 200, entries(app, params.get("session"), min(limit, 5000)))
-    if path.startswith("/_api/entries/"):
-        found = entry(app, path[len("/_api/entries/"):])
-        return _json(client, 200 if found else 404, found or {"error": "not_found"})
+    if is_static(path):
+        return serve_static(client, path)
     if path == "/_api/events":
-        return _stream_events(app, client)
-    return _json(client, 404, {"error": "not_found", "path": path})
+        return stream_events(app, client)
+    params = {k: v[-1] for k, v in parse_qs(query[1:]).items()}
+    return _api(app, client, path, params)

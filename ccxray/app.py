@@ -93,6 +93,7 @@ class App:
             self.restore_stats = restore(rec.store.logs_dir, rec.assembler.sessions, self.sessions,
                                          settings.restore_days)
         rec.run_on_writer(restore_state)
+        rec.run_on_writer(self.line_index.refresh)  # the page's offset map, built before anyone opens it
 
     def set_port(self, port: int) -> None:
         self.port = port

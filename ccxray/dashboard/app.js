@@ -166,6 +166,7 @@ async function route() {
   const session = parts[0] === "s" ? parts[1] || null : null;
   const turn = session && parts[2] === "t" ? parts[3] || null : null;
   state.tab = TABS.includes(parts[4]) ? parts[4] : "timeline";
+  const sessionChanged = session !== state.session || !state.turnRows.length;
   if (session !== state.session) {
     state.session = session;
     state.cursor.turns = -1;
@@ -173,10 +174,19 @@ async function route() {
   }
   if (turn !== state.turn) state.turnView = null;
   state.turn = turn;
-  drawSessions();
-  drawTurns();
+  // only the selection moves when the lists stay the same: redrawing 200 rows costs more than the turn
+  markSelected($("session-list"), state.session);
+  if (sessionChanged) drawTurns(); else markSelected($("turn-list"), state.turn);
   drawCrumbs();
   await drawDetail();
+}
+
+function markSelected(list, id) {
+  for (const row of list.querySelectorAll("[aria-selected], .group")) {
+    const on = row.dataset.id === id;
+    row.classList.toggle("selected", on);
+    if (row.hasAttribute("aria-selected")) row.setAttribute("aria-selected", on ? "true" : "false");
+  }
 }
 
 // -- live ------------------------------------------------------------------
@@ -320,9 +330,11 @@ async function start() {
   } catch (err) {
     showError(err);
   }
+  performance.mark("ccxray-drawn");
   connectLive({onLine, onInflight, onStatus, onReconnect: () => onReconnect().catch(showError)});
   api.usage("").then((report) => { state.limits = {...report.rateLimits, ...state.limits}; drawQuota(); }).catch(console.warn);
   document.body.dataset.ready = "1";
+  performance.mark("ccxray-ready");  // first render done: read by tools/bench_dashboard.py
 }
 
 function showError(err) {

@@ -95,8 +95,6 @@ def turn(app: App, line_id: str, read: Reader) -> dict[str, Any] | None:
     index = app.line_index
     prev_found, prev_request = _sidecar_request(app, read, index.previous.get(line_id))
     _, next_request = _sidecar_request(app, read, index.following.get(line_id))
-    history = [item for message in conv["messages"] for item in message["items"]]
-    _attach_results(history, conv["messages"])
     _attach_results(answer["items"], conversation(next_request)["messages"] if next_request is not None else [])
     if prev_found is not None:
         prev_line = {k: v for k, v in prev_found.items() if k not in ("request", "response", "meta")}

@@ -54,7 +54,7 @@ export function renderSessions(list, sessions, {selected, query, onOpen}) {
     const cost = group.reduce((sum, s) => sum + (s.cost || 0), 0);
     nodes.push(el("li", {class: "project", title: cwd || "sessions without a working directory"},
       el("span", {class: "project-name", text: fmt.shortPath(cwd)}),
-      el("span", {class: "muted", text: group.length + " sessions · " + fmt.cost(cost)})));
+      el("span", {class: "muted", text: group.length + (group.length === 1 ? " session · " : " sessions · ") + fmt.cost(cost)})));
     for (const s of group) {
       const row = sessionRow(s, s.sessionId === selected, onOpen);
       rows.push(row);

@@ -42,11 +42,12 @@ class SessionSeen:
 
     ids: list[str] = field(default_factory=list)
     subagent_calls: int = 0
-    turns: int = 0  # main-agent requests: no sub-agent call, prewarm or connection line
+    turns: int = 0  # main-agent requests: no sub-agent, title or prewarm call, no connection line
     context_use: float | None = None
     context_tokens: int | None = None
     model: str | None = None
     last_received: int | None = None
+    generated_title: str | None = None  # the newest title Claude Code generated for the session
 
 
 def chain_key(line: dict[str, Any]) -> tuple[object, ...]:
@@ -140,7 +141,9 @@ class LineIndex:
     @staticmethod
     def _add_facts(seen: SessionSeen, line: dict[str, Any]) -> None:
         seen.subagent_calls += bool(line.get("isSubagent"))
-        seen.turns += not line.get("isSubagent") and line.get("requestKind") != "prewarm"
+        if isinstance(line.get("generatedTitle"), str):
+            seen.generated_title = line["generatedTitle"]
+        seen.turns += not (line.get("isSubagent") or line.get("generatedTitle")) and line.get("requestKind") != "prewarm"
         if isinstance(line.get("receivedAt"), int):
             seen.last_received = line["receivedAt"]
         if line.get("contextUse") is not None and not line.get("isSubagent"):

@@ -24,11 +24,12 @@ from .wire.sse import event_to_json, parse_sse
 FIELD_NAMES = (
     "sessionId", "sessionInferred", "agent", "agentType", "isSubagent", "cwd", "model", "usage",
     "cost", "costNote", "stopReason", "msgCount", "toolCount", "title", "responseMetadata",
-    "contextTokens", "contextWindow", "contextUse", "toolNames",
+    "contextTokens", "contextWindow", "contextUse", "toolNames", "generatedTitle",
 )
 _RATE_LIMIT_PREFIXES = (
     "anthropic-ratelimit-", "x-ratelimit-", "x-codex-primary-", "x-codex-secondary-", "x-codex-credits-",
 )
+MAX_TITLE_REPLY_CHARS = 1000
 MAX_TOOL_NAMES = 64  # the tools a response called, listed on its line for the page's filter
 _SSE_STARTS = (b"event:", b"data:", b"id:", b":")
 
@@ -163,7 +164,18 @@ def _call_fields(provider: str, req: RequestFacts, res: ResponseFacts, prices: P
         "contextTokens": used, "contextWindow": window,
         "contextUse": round(used / window, 4) if used and window else None,
         "toolNames": [str(c.get("name") or "(no name)") for c in res.tool_calls][:MAX_TOOL_NAMES],
+        "generatedTitle": generated_title(res.text),
     }
+
+
+def generated_title(text: str) -> str | None:
+    """The title in a reply shaped ``{"title": "..."}``: Claude Code's session-title calls."""
+    stripped = text.strip()
+    if not stripped.startswith("{") or len(stripped) > MAX_TITLE_REPLY_CHARS:
+        return None
+    ok, value = loads_json(stripped)
+    title = value.get("title") if ok and isinstance(value, dict) else None
+    return title.strip()[:200] or None if isinstance(title, str) else None
 
 
 def summarize_http(provider: str, req_headers: Sequence[Header], req_body: bytes,

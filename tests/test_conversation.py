@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ccxray.conversation import conversation, reply
+from ccxray.summarize import generated_title
 from ccxray.sysparts import client_version, estimate_tokens, system_parts
 
 
@@ -150,3 +151,11 @@ def test_system_parts_and_client_version() -> None:
     assert client_version("codex", "codex_exec/0.169.0 (Linux)") == "codex_exec/0.169.0"
     assert client_version("", None) is None
     assert system_parts(conversation({"system": "just core"}))[0]["name"] == "core instructions"
+
+
+@pytest.mark.parametrize(("text", "title"), [
+    ('{"title": " Fix the parser "}', "Fix the parser"), ("hello", None), ('{"title": 3}', None),
+    ("{bad", None), ('{"title": ""}', None), ('{"title": "' + "x" * 2000 + '"}', None),
+])
+def test_generated_title_from_claude_codes_title_calls(text: str, title: str | None) -> None:
+    assert generated_title(text) == title

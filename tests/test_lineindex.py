@@ -37,6 +37,9 @@ def test_incremental_reads_torn_lines_and_chains(tmp_path: Path) -> None:
     assert index.sessions["s"].context_use == 0.5
     assert index.prompts["h1"].calls == 2 and index.prompts["h1"].first_id == "a"
     assert [l["id"] for l in index.read_many(["b", "missing", "a"])] == ["b", "a"]
+    write(path, {"id": "title", "sessionId": "s", "model": "haiku", "generatedTitle": "Fix the parser"})
+    index.refresh()
+    assert index.sessions["s"].generated_title == "Fix the parser" and index.sessions["s"].turns == 2
 
 
 def test_replaced_or_shrunk_file_starts_afresh(tmp_path: Path) -> None:

@@ -6,12 +6,12 @@ import {badge, bar, el} from "./dom.js";
 import * as fmt from "./format.js";
 import {isEmpty, lineMatches} from "./search.js";
 
-// "#3" for main-agent turns in order; sub-agent calls and prewarms are not turns.
+// "#3" for main-agent turns in order; sub-agent calls, title calls and prewarms are not turns.
 export function numberTurns(lines) {
   const numbers = new Map();
   let n = 0;
   for (const line of lines) {
-    if (line.kind === "connection" || line.requestKind === "prewarm" || line.isSubagent) continue;
+    if (line.kind === "connection" || line.requestKind === "prewarm" || line.isSubagent || line.generatedTitle) continue;
     numbers.set(line.id, ++n);
   }
   return numbers;
@@ -28,6 +28,7 @@ function kindBadges(line) {
     line.isSubagent ? badge("sub-agent", "sub", line.sessionInferred ? "no session id of its own: placed under the active session" : "") : null,
     line.agentType && line.agentType !== "default" ? badge(line.agentType, "type") : null,
     line.requestKind === "prewarm" ? badge("prewarm", "dim") : null,
+    line.generatedTitle ? badge("title: " + line.generatedTitle, "dim", "Claude Code generated the session title") : null,
     line.transport === "websocket" ? badge("ws", "dim", "WebSocket turn") : null,
   ];
 }

@@ -42,6 +42,7 @@ def sessions(app: App) -> list[dict[str, Any]]:
         row.update({
             "subagentCalls": seen.subagent_calls if seen else 0,
             "turns": seen.turns if seen else row["turns"],
+            "title": (seen.generated_title if seen else None) or row["title"],
             "contextUse": seen.context_use if seen else None,
             "contextTokens": seen.context_tokens if seen else None,
             "lastModel": seen.model if seen else None,

@@ -49,7 +49,7 @@ function drawSessions() {
   state.sessionRows = renderSessions($("session-list"), state.sessions, {
     selected: state.session, query: state.query, onOpen: (sid) => go(sessionHash(sid))});
   const live = state.sessions.filter((s) => s.live).length;
-  $("sessions-head").textContent = state.sessions.length + " sessions" + (live ? " · " + live + " live" : "");
+  $("sessions-head").textContent = fmt.plural(state.sessions.length, "session") + (live ? " · " + live + " live" : "");
 }
 
 function pendingHere() {
@@ -67,7 +67,7 @@ function drawTurns() {
     onOpen: (id) => go(turnHash(state.session, id, state.tab))});
   const s = state.sessions.find((x) => x.sessionId === state.session);
   clear($("turns-head"), el("span", {class: "title", text: s ? (s.title || s.sessionId) : state.session}),
-        s ? el("span", {class: "muted", text: " · " + s.turns + " turns · " + fmt.cost(s.cost)}) : null);
+        s ? el("span", {class: "muted", text: " · " + fmt.plural(s.turns, "turn") + " · " + fmt.cost(s.cost)}) : null);
 }
 
 function drawCrumbs() {

@@ -74,3 +74,7 @@ export function shortPath(path) {
   const parts = String(path).split("/").filter(Boolean);
   return parts.length > 2 ? "…/" + parts.slice(-2).join("/") : String(path);
 }
+
+export function plural(n, word) {
+  return n + " " + word + (n === 1 ? "" : "s");
+}

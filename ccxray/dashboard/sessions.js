@@ -36,7 +36,7 @@ function sessionRow(s, selected, onOpen) {
       s.subagentCalls ? badge(s.subagentCalls + " sub-agent", "sub", "calls made by sub-agents of this session") : null,
       el("span", {class: "muted", text: (s.lastModel || (s.models || [])[0] || "")})),
     el("div", {class: "row-meta"},
-      el("span", {text: s.turns + " turns · " + s.calls + " calls"}),
+      el("span", {text: fmt.plural(s.turns, "turn") + " · " + fmt.plural(s.calls, "call")}),
       el("span", {text: fmt.tokens(s.input + s.cacheRead + s.cacheWrite) + " in · " + fmt.tokens(s.output) + " out"}),
       el("span", {class: "cost", text: fmt.cost(s.cost)}),
       s.errors ? badge(s.errors + " errors", "err") : null),
@@ -54,7 +54,7 @@ export function renderSessions(list, sessions, {selected, query, onOpen}) {
     const cost = group.reduce((sum, s) => sum + (s.cost || 0), 0);
     nodes.push(el("li", {class: "project", title: cwd || "sessions without a working directory"},
       el("span", {class: "project-name", text: fmt.shortPath(cwd)}),
-      el("span", {class: "muted", text: group.length + (group.length === 1 ? " session · " : " sessions · ") + fmt.cost(cost)})));
+      el("span", {class: "muted", text: fmt.plural(group.length, "session") + " · " + fmt.cost(cost)})));
     for (const s of group) {
       const row = sessionRow(s, s.sessionId === selected, onOpen);
       rows.push(row);

@@ -61,6 +61,15 @@ function toolCall(item, inReply) {
 }
 
 function messageNode(message) {
+  if (message.role === "system" || message.role === "developer") {
+    // instructions the client injects as messages: visible, but folded like other injected blocks
+    const size = message.items.reduce((n, i) => n + (i.text || "").length, 0);
+    return el("div", {class: "msg role-" + message.role},
+      el("div", {class: "msg-role", text: message.role}),
+      lazyDetails(el("summary", {class: "injected-sum"}, badge("injected", "dim"),
+                     el("span", {class: "muted", text: size + " chars · " + (message.items[0]?.text || "").slice(0, 80)})),
+                  () => el("div", {class: "msg-items"}, message.items.map((i) => itemNode(i))), {cls: "injected"}));
+  }
   return el("div", {class: "msg role-" + message.role},
     el("div", {class: "msg-role", text: message.role}),
     el("div", {class: "msg-items"}, message.items.map(itemNode)));

@@ -94,7 +94,7 @@ function connectionGroup(conn, turns, ctx) {
   const live = ctx.pendingIds.has(conn.id);
   const head = el("div", {class: "group-head"},
     badge("WebSocket", "dim"),
-    el("span", {text: turns.filter((t) => t.requestKind !== "prewarm").length + " turns"}),
+    el("span", {text: fmt.plural(turns.filter((t) => t.requestKind !== "prewarm").length, "turn")}),
     conn.line ? el("span", {class: "muted", text: (conn.line.frameCounts ? (conn.line.frameCounts.clientToUpstream + conn.line.frameCounts.upstreamToClient) + " frames" : "")}) : null,
     live ? badge("open", "live") : null,
     el("button", {class: "link", type: "button", text: "frames", title: "open this connection and its frames",

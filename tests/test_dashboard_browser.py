@@ -238,7 +238,7 @@ def test_keyboard_reaches_a_turn_and_goes_back(page: Any, recorded: Recorded) ->
     page.locator(".detail-head").wait_for()
     assert "/t/" in page.url
     page.keyboard.press("Escape")
-    page.wait_for_function("!location.hash.includes('/t/')")
+    wait_until(lambda: "/t/" not in page.url, 10, "Esc to close the turn")
     page.keyboard.press("?")
     assert page.locator("#help").is_visible()
     page.keyboard.press("Escape")
@@ -269,7 +269,7 @@ def test_codex_connection_holds_its_turns_and_frames(page: Any, recorded: Record
 def test_pending_call_shows_before_its_response_ends_then_becomes_a_card(page: Any, recorded: Recorded) -> None:
     session = "pending-session-0001"
     open_page(page, recorded.url + f"#/s/{session}")
-    page.wait_for_function("document.getElementById('live').textContent === 'live'")
+    page.locator("#live.live").wait_for()
     done = threading.Event()
 
     def call() -> None:
@@ -329,7 +329,7 @@ def test_token_protected_page_keeps_working(browser: Any, fake: FakeUpstream, ma
         tab = context.new_page()
         tab.set_default_timeout(TIMEOUT_MS)
         open_page(tab, proxy.url + "/?token=pagetok")
-        tab.wait_for_function("document.getElementById('live').textContent === 'live'")
+        tab.locator("#live.live").wait_for()
         assert tab.locator("#session-list .empty").count() == 1
         traffic.post(proxy.port, "/v1/messages?token=pagetok", traffic.claude_body(
             [{"role": "user", "content": "hello with a token"}], traffic.claude_system("2.1.197"), "tok-session"),
@@ -337,3 +337,29 @@ def test_token_protected_page_keeps_working(browser: Any, fake: FakeUpstream, ma
         tab.locator('#session-list .session[data-id="tok-session"]').wait_for()  # arrived through the live feed
     finally:
         context.close()
+
+
+def test_page_reconnects_after_a_proxy_restart(browser: Any, fake: FakeUpstream, tmp_path: Path) -> None:
+    env = proxy_env(fake, tmp_path / "home")
+    first = ProxyServer(load_settings(env, port=0)).start()
+    port = first.port
+    second: ProxyServer | None = None
+    context = browser.new_context()
+    try:
+        tab = context.new_page()
+        tab.set_default_timeout(TIMEOUT_MS)
+        open_page(tab, f"http://127.0.0.1:{port}/")
+        tab.locator("#live.live").wait_for()
+        first.stop(grace_s=2)
+        tab.locator("#live.reconnecting, #live.offline").wait_for()
+        second = ProxyServer(load_settings(env, port=port)).start()  # the same port, as a restart has
+        tab.locator("#live.live").wait_for()
+        traffic.claude_step(port, [{"role": "user", "content": "after the restart"}], traffic.claude_system("2.1.197"),
+                            session="after-restart")
+        tab.locator('#session-list .session[data-id="after-restart"]').wait_for()
+    finally:
+        context.close()
+        if second is not None:
+            second.stop(grace_s=2)
+        else:
+            first.stop(grace_s=2)

@@ -113,7 +113,7 @@ class LineIndex:
             stop = len(data) if stop < 0 else stop
             try:
                 line = json.loads(data[start:stop])
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: a line nested thousands deep
                 line = None
             if isinstance(line, dict) and isinstance(line.get("id"), str):
                 self._add(line, base + start, stop - start)
@@ -184,7 +184,7 @@ class LineIndex:
             finally:
                 os.close(fd)
             line = json.loads(raw)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return None
         return line if isinstance(line, dict) and line.get("id") == line_id else None
 
@@ -201,7 +201,7 @@ class LineIndex:
                     fh.seek(where[0])
                     try:
                         line = json.loads(fh.read(where[1]))
-                    except ValueError:
+                    except (ValueError, RecursionError):
                         continue
                     if isinstance(line, dict) and line.get("id") == line_id:
                         found.append(line)

@@ -22,6 +22,7 @@ def test_incremental_reads_torn_lines_and_chains(tmp_path: Path) -> None:
     index = LineIndex(path)
     index.refresh()  # no file yet: nothing, no error
     assert index.session_ids(None) == [] and index.read("a") is None and index.read_many(["a"]) == []
+    write(path, raw=b"[" * 100000 + b"]" * 100000 + b"\n")  # nested too deep to parse: skipped
     base = {"sessionId": "s", "provider": "anthropic", "model": "m", "receivedAt": 1, "systemPromptHash": "h1", "ts": "t1"}
     write(path, {"id": "a", **base}, {"id": "sub", **base, "isSubagent": True}, raw=b"not json\n{\"id\": \"b\", \"sessi")
     index.refresh()

@@ -209,3 +209,13 @@ def test_inflight_calls_listed_and_streamed(fake, proxy):
             t.join(20)
         sock.close()
     assert b"event: inflight" in received and get(proxy.port, "/_api/inflight")[1] == []
+
+
+def test_search_looks_inside_request_and_response_bodies(fake, proxy):
+    from . import dashboard_traffic as traffic
+    traffic.claude_conversation(proxy.port)
+    lines = proxy.lines(3)
+    status, ids = get(proxy.port, f"/_api/search?session={traffic.CLAUDE_SESSION}&q=SHIP+it")
+    assert status == 200 and ids == [lines[1]["id"], lines[2]["id"]]
+    assert get(proxy.port, f"/_api/search?session={traffic.CLAUDE_SESSION}&q=")[1] == []
+    assert get(proxy.port, "/_api/search?session=nobody&q=x")[1] == []

@@ -363,3 +363,12 @@ def test_page_reconnects_after_a_proxy_restart(browser: Any, fake: FakeUpstream,
             second.stop(grace_s=2)
         else:
             first.stop(grace_s=2)
+
+
+def test_filter_finds_text_inside_requests_and_responses(page: Any, recorded: Recorded) -> None:
+    open_page(page, recorded.url + f"#/s/{traffic.CLAUDE_SESSION}")
+    wait_until(lambda: page.locator("#turn-list .card").count() == 4, 10, "the session's calls")
+    page.locator("#search").fill("ship it")  # only in a tool result and the reply after it, in no title
+    wait_until(lambda: page.locator("#turn-list .card").count() == 2, 10, "the two calls whose bodies say it")
+    numbers = page.locator("#turn-list .card .num").all_inner_texts()
+    assert numbers == ["#3", "#2"]

@@ -82,6 +82,8 @@ def _api(app: App, client: ClientConn, path: str, params: dict[str, str]) -> boo
     if path.startswith("/_api/turns/"):
         turn_id = path[len("/_api/turns/"):]
         return _found(client, views.turn(app, turn_id, entry) if is_safe_id(turn_id) else None)
+    if path == "/_api/search":
+        return _json(client, 200, views.search(app, params.get("session", ""), params.get("q", "")))
     if path == "/_api/inflight":
         return _json(client, 200, app.inflight.list())
     if path == "/_api/prompts":

@@ -24,7 +24,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   view: "sessions", session: null, turn: null, tab: "timeline", sessions: [], lines: [], more: false,
   pending: new Map(), query: parseQuery(""), sessionRows: [], turnRows: [], cursor: {sessions: -1, turns: -1},
-  limits: {}, turnView: null,
+  limits: {}, turnView: null, bodyHits: new Set(),
 };
 
 const enc = encodeURIComponent;
@@ -63,7 +63,7 @@ function drawTurns() {
     return;
   }
   state.turnRows = renderTurns($("turn-list"), state.lines, pendingHere(), {
-    selected: state.turn, query: state.query, more: state.more, onMore: loadOlder,
+    selected: state.turn, query: state.query, more: state.more, onMore: loadOlder, bodyHits: state.bodyHits,
     onOpen: (id) => go(turnHash(state.session, id, state.tab))});
   const s = state.sessions.find((x) => x.sessionId === state.session);
   clear($("turns-head"), el("span", {class: "title", text: s ? (s.title || s.sessionId) : state.session}),
@@ -171,6 +171,7 @@ async function route() {
     state.session = session;
     state.cursor.turns = -1;
     await loadSession();
+    searchBodiesSoon();
   }
   if (turn !== state.turn) state.turnView = null;
   state.turn = turn;
@@ -179,6 +180,21 @@ async function route() {
   if (sessionChanged) drawTurns(); else markSelected($("turn-list"), state.turn);
   drawCrumbs();
   await drawDetail();
+}
+
+let searchTimer = null;
+function searchBodiesSoon() {
+  clearTimeout(searchTimer);
+  state.bodyHits = new Set();
+  const words = state.query.words.join(" ");
+  if (!state.session || !words) return;
+  const session = state.session;
+  searchTimer = setTimeout(async () => {
+    const ids = await api.search(session, words);
+    if (session !== state.session || words !== state.query.words.join(" ")) return;
+    state.bodyHits = new Set(ids);
+    drawTurns();
+  }, 250);
 }
 
 function markSelected(list, id) {
@@ -311,6 +327,7 @@ function setUpChrome() {
     state.cursor = {sessions: -1, turns: -1};
     drawSessions();
     drawTurns();
+    searchBodiesSoon();
   });
   installKeys({
     search: () => { $("search").focus(); $("search").select(); }, help: () => $("help").showModal(),

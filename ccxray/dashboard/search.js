@@ -1,4 +1,5 @@
-// The "/" filter: free words match titles, projects, models, tools, errors;
+// The "/" filter: free words match titles, projects, models, tools, errors
+// (and, in an open session, the text of requests and responses, searched by the server);
 // key:value words narrow by field (model:, status:, agent:, tool:, type:).
 
 const KEYS = ["model", "status", "agent", "tool", "type"];
@@ -20,13 +21,15 @@ export function isEmpty(query) {
 
 const has = (value, needle) => String(value ?? "").toLowerCase().includes(needle);
 
-export function lineMatches(line, query) {
+// `bodyHit`: the server found the words in this call's request or response.
+export function lineMatches(line, query, bodyHit = false) {
   const f = query.fields;
   if (f.model && !has(line.model, f.model)) return false;
   if (f.status && !(has(line.status, f.status) || (f.status === "error" && line.error))) return false;
   if (f.agent && !(has(line.agent, f.agent) || has(line.agentType, f.agent) || (f.agent === "sub" && line.isSubagent))) return false;
   if (f.tool && !(line.toolNames || []).some((t) => has(t, f.tool))) return false;
   if (f.type && !(has(line.kind, f.type) || has(line.transport, f.type) || has(line.requestKind, f.type))) return false;
+  if (bodyHit) return true;
   const hay = [line.title, line.model, line.stopReason, line.error, line.cwd, line.agent, line.agentType, line.status,
                ...(line.toolNames || [])].join(" ").toLowerCase();
   return query.words.every((w) => hay.includes(w));

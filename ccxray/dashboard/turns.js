@@ -105,10 +105,10 @@ function connectionGroup(conn, turns, ctx) {
 }
 
 // Renders into `list`; returns the cards in display order (for keyboard moves).
-export function renderTurns(list, lines, pending, {selected, query, onOpen, more, onMore}) {
+export function renderTurns(list, lines, pending, {selected, query, onOpen, more, onMore, bodyHits = new Set()}) {
   const numbers = numberTurns(lines);
   const pendingIds = new Set(pending.map((p) => p.id));
-  const shown = isEmpty(query) ? lines : lines.filter((l) => lineMatches(l, query));
+  const shown = isEmpty(query) ? lines : lines.filter((l) => lineMatches(l, query, bodyHits.has(l.id)));
   const groups = new Map();
   const items = [];
   for (const line of shown.slice().reverse()) {

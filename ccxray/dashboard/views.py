@@ -63,6 +63,33 @@ def entries_page(app: App, session: str | None, before: str | None, limit: int) 
     return index.read_many(ids[max(0, end - min(limit, MAX_PAGE)):end])
 
 
+SEARCH_NEWEST = 500
+SEARCH_BYTES = 4 << 20
+
+
+def _sidecar_has(logs: Any, line_id: str, part: str, needles: list[str]) -> bool:
+    """Whether a sidecar's text holds every needle (case-insensitive; JSON escapes stay as written)."""
+    try:
+        with open(logs / f"{line_id}_{part}.json", "rb") as fh:
+            text = fh.read(SEARCH_BYTES).decode("utf-8", "replace").lower()
+    except OSError:
+        return False
+    return all(n in text for n in needles)
+
+
+def search(app: App, session: str, query: str) -> list[str]:
+    """Ids of the session's newest SEARCH_NEWEST calls whose request or response
+    text holds every word of ``query`` (first SEARCH_BYTES of each sidecar)."""
+    needles = [w for w in query.lower().split() if w]
+    index = app.line_index
+    index.refresh()
+    if not needles:
+        return []
+    logs = app.settings.logs_dir
+    return [i for i in index.session_ids(session)[-SEARCH_NEWEST:]
+            if is_safe_id(i) and (_sidecar_has(logs, i, "req", needles) or _sidecar_has(logs, i, "res", needles))]
+
+
 def _sidecar_request(app: App, read: Reader, line_id: str | None) -> tuple[dict[str, Any] | None, object]:
     if line_id is None:
         return None, None

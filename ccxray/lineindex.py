@@ -72,6 +72,7 @@ class LineIndex:
         self._inode = inode
         self._pos = 0
         self.offsets: dict[str, tuple[int, int]] = {}
+        self.order: list[str] = []  # every id in log order
         self.sessions: dict[str, SessionSeen] = {}
         self.previous: dict[str, str] = {}   # request id -> the request it continues
         self.following: dict[str, str] = {}  # and back
@@ -122,6 +123,7 @@ class LineIndex:
     def _add(self, line: dict[str, Any], offset: int, length: int) -> None:
         line_id = line["id"]
         self.offsets[line_id] = (offset, length)
+        self.order.append(line_id)
         sid = str(line.get("sessionId") or NO_SESSION)
         seen = self.sessions.setdefault(sid, SessionSeen())
         seen.ids.append(line_id)
@@ -168,7 +170,7 @@ class LineIndex:
         """The ids of one session in log order (all ids when ``session`` is None)."""
         with self._lock:
             if session is None:
-                return [i for s in self.sessions.values() for i in s.ids]
+                return list(self.order)
             seen = self.sessions.get(session)
             return list(seen.ids) if seen else []
 

@@ -27,7 +27,7 @@ function hbars(title, groups, label = (k) => k) {
 function dayBars(days) {
   const rows = Object.entries(days).slice(-30);
   const max = Math.max(...rows.map(([, t]) => t.cost), 1e-9);
-  const w = 24, h = 120;
+  const w = 44, h = 120;
   const chart = svg("svg", {class: "vbars", viewBox: `0 0 ${Math.max(rows.length, 1) * w} ${h + 34}`, preserveAspectRatio: "xMinYMin meet", role: "img", "aria-label": "cost by day"});
   rows.forEach(([day, t], i) => {
     const bh = Math.max(1, (t.cost / max) * h);

@@ -81,13 +81,14 @@ class App:
         days = settings.retention_days
         if days is not None:
             def prune_old() -> None:
+                rec.assembler.forget_stored()  # a chain's base or a shared file may go
                 prune(rec.store, days)
             rec.run_on_writer(prune_old)
             rec.every(PRUNE_EVERY_S, prune_old)
 
         def restore_state() -> None:
             self.restore_stats = restore(rec.store.logs_dir, rec.assembler.sessions, self.sessions,
-                                         settings.restore_days)
+                                         settings.restore_days, offsets=rec.store.offsets)
         rec.run_on_writer(restore_state)
 
     def set_port(self, port: int) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from . import headers as hdr
 from .decode import decode_body
 from .pricing import PriceTable
+from .reqdelta import Chains
 from .record import HttpCall, WsClosed, WsFrame, WsOpened, index_line, iso_ms
 from .store import RawJson
 from .sessions import Identity, SessionTracker, identify, prompt_hash
@@ -23,7 +24,9 @@ from .wire.codex_ws import Turn, TurnTracker
 
 MAX_RECORDED_FRAME_BYTES = 64 * 1024 * 1024  # per connection; beyond it frames are logged by size
 MAX_WAITING_FRAMES = 1000
-MAX_REMEMBERED_PROMPTS = 10_000  # frames held back for an earlier one that may never come
+MAX_REMEMBERED_PROMPTS = 10_000
+# where a Responses client names its agent type (DESIGN: Sessions and agents)
+AGENT_TYPE_HEADERS = ("x-openai-agent-type", "x-codex-agent-type", "x-openai-subagent", "x-codex-turn-metadata")  # frames held back for an earlier one that may never come
 
 
 @dataclass
@@ -121,6 +124,22 @@ class Assembler:
         self.sessions = sessions or SessionTracker()
         self._ws: dict[str, _WsState] = {}
         self._prompts_stored: set[str] = set()
+        self.chains = Chains()
+
+    def forget_stored(self) -> None:
+        """Forget which shared files and chain bases exist: after a failed write or a
+        prune, the next requests are stored whole and name only files written anew."""
+        self._prompts_stored.clear()
+        self.chains.forget()
+
+    def _request_sidecar(self, call_id: str, request: object, chain: object, system_text: str | None,
+                         digest: str | None, writes: Writes) -> object | None:
+        """The request as stored: packed against its chain (reqdelta), None if it cannot be."""
+        packed = self.chains.pack(chain, call_id, request, system_text, digest)
+        if packed is None:
+            return None
+        writes.shared += [(f"blob_{sha}", value) for sha, value in packed.blobs.items()]
+        return packed.body
 
     def handle(self, item: object) -> Writes | None:
         """What to write for one relay fact (None: nothing yet)."""
@@ -160,18 +179,31 @@ class Assembler:
             isSSE=summary.is_sse, error=call.error, **fields,
         )
         writes = Writes(lines=[line])
-        line["systemPromptHash"] = self._store_system_prompt(summary.system_text, writes)
+        digest = line["systemPromptHash"] = self._store_system_prompt(summary.system_text, writes)
+        if self._is_complete_stream(call.error, summary.is_sse, summary.response_facts.is_terminal):
+            line["error"] = None
+        stored_req: object | None = None
+        if summary.request_is_json:
+            chain = (line["provider"], ident.session_id, ident.is_subagent, digest)
+            stored_req = self._request_sidecar(call.id, summary.request, chain, summary.system_text, digest, writes)
         if summary.response_is_raw and undecoded is None:
             writes.raw.append((f"{call.id}_res.body", body))
             response = {**summary.response, "bodyFile": f"{call.id}_res.body"}  # type: ignore[dict-item]
         writes.sidecars += [
-            (call.id, "req", RawJson(call.req_body) if summary.request_is_json else summary.request),
+            (call.id, "req", stored_req if stored_req is not None else
+             RawJson(call.req_body) if summary.request_is_json else summary.request),
             (call.id, "res", RawJson(body) if summary.response_is_json and undecoded is None else response),
             (call.id, "meta", _meta(call.method, call.url, call.upstream_url, call.req_headers,
                                     call.status, call.resp_headers)),
         ]
-        self._remember_prompt(summary.system_text, ident, writes)
+        self._remember_prompt(summary.system_text, ident, writes, _provider(call.provider), call.req_headers)
         return writes
+
+    @staticmethod
+    def _is_complete_stream(error: str | None, is_sse: bool, is_terminal: bool) -> bool:
+        """A client that hangs up after the terminal event of a stream (Codex over HTTP
+        leaves before the chunked terminator) got everything: a normal end."""
+        return bool(error) and is_sse and is_terminal and str(error).startswith("client disconnected")
 
     def _store_system_prompt(self, system_text: str | None, writes: Writes) -> str | None:
         """Write ``shared/system_{hash}.json`` the first time a prompt is seen; returns the hash."""
@@ -185,9 +217,12 @@ class Assembler:
             writes.shared.append((f"system_{digest}", {"hash": digest, "text": system_text}))
         return digest
 
-    def _remember_prompt(self, system_text: str | None, ident: Identity, writes: Writes) -> None:
-        """Persist the agent type seen with a Codex prompt, so a restart restores it."""
-        if ident.agent != "codex" or not system_text or not ident.agent_type:
+    def _remember_prompt(self, system_text: str | None, ident: Identity, writes: Writes,
+                         provider: str, headers: list[tuple[str, str]]) -> None:
+        """Persist the agent type seen with a Responses prompt, so a restart restores it."""
+        if not system_text or not ident.agent_type:
+            return
+        if ident.agent != "codex" and not (provider == "openai" and any(hdr.get(headers, n) for n in AGENT_TYPE_HEADERS)):
             return
         prompt_hash = self.sessions.remember_prompt_agent(system_text, ident.agent_type)
         if prompt_hash:
@@ -244,18 +279,21 @@ class Assembler:
             ident = identify("openai", state.opened.req_headers, turn.request)
             system_text = turn.request_facts.system_text
             ident = self.sessions.resolve(ident if ident.session_id else state.identity, turn.started, system_text)
-            self._remember_prompt(system_text, ident, writes)
+            self._remember_prompt(system_text, ident, writes, "openai", state.opened.req_headers)
             state.identity = _richer(state.identity, ident)
             fields = summarize_turn(turn, self.prices)
             fields.update(identity_fields(ident))
-            fields["systemPromptHash"] = self._store_system_prompt(system_text, writes)
+            digest = fields["systemPromptHash"] = self._store_system_prompt(system_text, writes)
+            chain = ("ws", ident.session_id or state.opened.id, ident.is_subagent, digest)
+            stored_req = self._request_sidecar(turn_id, turn.request, chain, system_text, digest, writes)
             writes.lines.append(index_line(
                 id=turn_id, ts=iso_ms(turn.ended), receivedAt=int(turn.started * 1000), kind="turn",
                 transport="websocket", provider=_provider(state.opened.provider), method="WS",
                 url=state.opened.url, status=None if turn.partial else 200, isSSE=False,
                 connectionId=state.opened.id, error=turn.error, **fields,
             ))
-            writes.sidecars += [(turn_id, "req", turn.request), (turn_id, "res", turn.events)]
+            writes.sidecars += [(turn_id, "req", turn.request if stored_req is None else stored_req),
+                                (turn_id, "res", turn.events)]
         return writes
 
     def _ws_closed(self, closed: WsClosed) -> Writes | None:

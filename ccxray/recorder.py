@@ -135,6 +135,7 @@ class Recorder:
                 self.store.append(line)
                 self._publish(line)
         except (OSError, ValueError, TypeError, RecursionError) as exc:
+            self.assembler.forget_stored()  # no later request may build on what was not written
             self._report(exc)
         except Exception:  # the thread's one top-level catch: a parser bug must not stop recording
             log.exception("ccxray: recorder could not handle %s", type(item).__name__)

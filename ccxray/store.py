@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
 
+from .offsets import IndexOffsets
+
 INDEX_NAME = "index.ndjson"
 SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
@@ -51,8 +53,9 @@ def _end_torn_line(fd: int) -> None:
 class Store:
     """Writes the log. Not thread-safe by itself: the recorder's one writer thread owns it."""
 
-    def __init__(self, logs_dir: Path) -> None:
+    def __init__(self, logs_dir: Path, offsets: IndexOffsets | None = None) -> None:
         self.logs_dir = logs_dir
+        self.offsets = offsets if offsets is not None else IndexOffsets()  # where each line starts
         self._logs = str(logs_dir)  # joined as strings per write: pathlib costs ~7 us a path
         self.shared_dir = logs_dir / "shared"
         self.index_path = logs_dir / INDEX_NAME
@@ -79,16 +82,24 @@ class Store:
         self.close()
         return self._locked_fd()
 
-    def append(self, line: dict[str, Any]) -> None:
-        """Append one index line atomically. Raises OSError (disk full, ...)."""
+    def append(self, line: dict[str, Any]) -> int:
+        """Append one index line atomically; returns the offset where it starts.
+        Raises OSError (disk full, ...)."""
         data = dumps_line(line)
         fd = self._locked_fd()
         try:
             written = os.write(fd, data)
             if written != len(data):  # only on a full disk; finish the line so the file stays parseable
                 os.write(fd, data[written:])
+            # O_APPEND moved this descriptor's position to the end of our own line,
+            # whatever other processes appended around it
+            offset = os.lseek(fd, 0, os.SEEK_CUR) - len(data)
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
+        call_id = line.get("id")
+        if isinstance(call_id, str):
+            self.offsets.add(call_id, offset)
+        return offset
 
     def rewrite_index(self, keep: Callable[[dict[str, Any]], bool]) -> int:
         """Rewrite the index with only the lines ``keep`` accepts; returns lines dropped.
@@ -100,30 +111,20 @@ class Store:
         fd = self._index_fd()
         tmp = self.index_path.with_name(INDEX_NAME + ".prune")
         dropped = 0
+        kept: list[tuple[str, int]] = []
         with open(self.index_path, "rb") as src, open(tmp, "wb") as dst:
-            dropped += _copy_kept(src, dst, keep, final=False)
+            dropped += _copy_kept(src, dst, keep, final=False, kept=kept)
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                dropped += _copy_kept(src, dst, keep, final=True)  # what was appended meanwhile
+                dropped += _copy_kept(src, dst, keep, final=True, kept=kept)  # what was appended meanwhile
                 dst.flush()
                 os.fsync(dst.fileno())
                 os.replace(tmp, self.index_path)
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
+        self.offsets.replace(kept)
         self.close()
         return dropped
-
-    def remove_sidecars_older_than(self, cutoff_epoch_s: float) -> int:
-        """Delete per-call sidecars last written before the cutoff; returns how many."""
-        removed = 0
-        for path in self.logs_dir.glob("*_*.json"):
-            try:
-                if path.stat().st_mtime < cutoff_epoch_s:
-                    path.unlink()
-                    removed += 1
-            except OSError:
-                continue
-        return removed
 
     def _write_json(self, path: str | Path, obj: object) -> None:
         """Write a sidecar. No temp file and rename: its index line is appended
@@ -151,10 +152,13 @@ class Store:
         if not is_safe_id(name):
             raise ValueError(f"unsafe shared name {name!r}")
         self._index_fd()
-        path = self.shared_dir / f"{name}.json"
-        if path.exists():
+        path = f"{self.shared_dir}/{name}.json"
+        if os.path.exists(path):
             return False
-        self._write_json(path, obj)
+        # many calls will name this file: a crash must never leave half of it under its name
+        tmp = f"{self.shared_dir}/.{name}.{os.getpid()}.tmp"
+        self._write_json(tmp, obj)
+        os.replace(tmp, path)
         return True
 
     def close(self) -> None:
@@ -163,8 +167,10 @@ class Store:
             self._fd = None
 
 
-def _copy_kept(src: IO[bytes], dst: IO[bytes], keep: Callable[[dict[str, Any]], bool], final: bool) -> int:
-    """Copy the whole lines ``keep`` accepts (unparseable ones stay); returns lines dropped.
+def _copy_kept(src: IO[bytes], dst: IO[bytes], keep: Callable[[dict[str, Any]], bool], final: bool,
+               kept: list[tuple[str, int]]) -> int:
+    """Copy the whole lines ``keep`` accepts (unparseable ones stay); returns lines dropped
+    and adds (id, new offset) of each kept line to ``kept``.
 
     A line without its newline is still being written, unless ``final`` (under
     the exclusive lock nobody is writing): then it is a crash remnant, kept
@@ -187,8 +193,10 @@ def _copy_kept(src: IO[bytes], dst: IO[bytes], keep: Callable[[dict[str, Any]], 
             obj = None
         if isinstance(obj, dict) and not keep(obj):
             dropped += 1
-        else:
-            dst.write(raw)
+            continue
+        if isinstance(obj, dict) and isinstance(obj.get("id"), str):
+            kept.append((obj["id"], dst.tell()))
+        dst.write(raw)
 
 
 def write_file(path: str | Path, data: bytes) -> None:
@@ -273,3 +281,17 @@ def read_sidecar(logs_dir: Path, call_id: str, part: str) -> object | None:
             return value
     except (OSError, ValueError):
         return None
+
+
+def read_index_offsets(path: Path, stats: ReadStats | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Like :func:`read_index`, with the byte offset where each line starts."""
+    stats = stats if stats is not None else ReadStats()
+    try:
+        with open(path, "rb") as raw:
+            offset = 0
+            for line in raw:
+                for obj in iter_index((line,), stats):
+                    yield offset, obj
+                offset += len(line)
+    except FileNotFoundError:
+        return

@@ -20,7 +20,8 @@ from ..app import App
 from ..clientconn import ClientConn
 from ..errors import ClientGone
 from ..routing import split_target
-from ..store import is_safe_id, read_index, read_sidecar
+from ..readback import ReadBackError, find_line, read_call
+from ..store import read_index
 
 MAX_ENTRIES = 500
 EVENTS_KEEPALIVE_S = 15.0
@@ -55,16 +56,17 @@ def entries(app: App, session: str | None, limit: int) -> list[dict[str, Any]]:
 
 
 def entry(app: App, entry_id: str) -> dict[str, Any] | None:
-    """One index line with its sidecar bodies, or None."""
-    if not is_safe_id(entry_id):
-        return None
-    for line in _entries(app):
-        if line.get("id") == entry_id:
-            logs = app.settings.logs_dir
-            return {**line, "request": read_sidecar(logs, entry_id, "req"),
-                    "response": read_sidecar(logs, entry_id, "res"),
-                    "meta": read_sidecar(logs, entry_id, "meta")}
-    return None
+    """One index line with its whole request, response and meta, or None.
+    A sidecar that cannot be read back leaves the line, its bodies null and
+    ``readError`` naming the file."""
+    logs, offsets = app.settings.logs_dir, app.recorder.store.offsets
+    try:
+        return read_call(logs, entry_id, offsets)
+    except ReadBackError as exc:
+        line = find_line(logs, entry_id, offsets)
+        if line is None:
+            return None
+        return {**line, "request": None, "response": None, "meta": None, "readError": str(exc)}
 
 
 def _stream_events(app: App, client: ClientConn) -> bool:

@@ -51,6 +51,7 @@ class _WsState:
     waiting: list[tuple[int, int, WsFrame]] = field(default_factory=list)  # (seq, arrival, frame)
     next_seq: int = 1
     arrivals: int = 0
+    creates: int = 0  # response.create frames seen: the turn tracker numbers turns the same way
 
 
 def _provider(route_provider: str) -> str:
@@ -96,13 +97,17 @@ def _connection_identity(ident: Identity) -> Identity:
     return ident
 
 
-def _frame_record(frame: WsFrame, started: float, parsed: bool) -> str:
+def _frame_record(frame: WsFrame, started: float, parsed: bool, turn_ref: str | None = None) -> str:
     """One frame of the connection sidecar, as JSON text.
 
     A frame that parsed as JSON is embedded as its own text (already valid
-    JSON), so a long session is not decoded and encoded a second time.
+    JSON), so a long session is not decoded and encoded a second time. A
+    ``response.create`` names its turn instead (``turnRequest``): the turn's
+    request sidecar holds it, and read-back puts it back.
     """
     head = f'{{"ts":{round((frame.ts - started) * 1000, 3)},"dir":"{frame.direction}","size":{frame.size}'
+    if turn_ref is not None:
+        return head + ',"turnRequest":"' + turn_ref + '"}'
     if frame.text is None:
         return head + ',"binary":true}'
     if frame.truncated:
@@ -267,7 +272,11 @@ class Assembler:
                 value, parsed = json.loads(frame.text), True
             except ValueError:
                 pass
-        state.frames[frame.direction].append(_frame_record(frame, state.opened.started, parsed))
+        turn_ref = None
+        if parsed and frame.direction == "c2u" and isinstance(value, dict) and value.get("type") == "response.create":
+            turn_ref = f"{state.opened.id}-t{state.creates}"
+            state.creates += 1
+        state.frames[frame.direction].append(_frame_record(frame, state.opened.started, parsed, turn_ref))
         turns = state.tracker.on_event(frame.direction, frame.ts, value, frame.size)
         return self._turn_writes(state, turns) if turns else None
 

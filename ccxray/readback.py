@@ -101,8 +101,28 @@ def read_request(logs_dir: Path, call_id: str) -> object:
     if not path.exists():
         return None
     stored = load_json(path)
+    if isinstance(stored, list):
+        return [_frame_back(logs_dir, frame) for frame in stored]
+    return inflate(logs_dir, stored, path, chain)
+
+
+def _frame_back(logs_dir: Path, frame: object) -> object:
+    """A WebSocket connection's ``response.create`` frame names its turn, whose request
+    sidecar holds the frame: put it back as ``data``, where it was."""
+    if not isinstance(frame, dict) or not isinstance(frame.get("turnRequest"), str):
+        return frame
+    data = read_request(logs_dir, frame["turnRequest"])
+    if data is None:
+        raise ReadBackError(logs_dir / f"{frame['turnRequest']}_req.json", "missing")
+    return {("data" if key == "turnRequest" else key): (data if key == "turnRequest" else value)
+            for key, value in frame.items()}
+
+
+def inflate(logs_dir: Path, stored: object, path: Path, chain: _Chain | None = None) -> object:
+    """The whole request a stored (maybe packed) sidecar stands for; ``path`` names it in errors."""
     if not is_packed(stored):
         return stored
+    chain = chain or _Chain(logs_dir)
     sources = Sources(base_history=lambda base, key: chain.history(base, key, 1),
                       system_text=chain.system_text, blob=chain.blob)
     try:
@@ -150,4 +170,4 @@ def read_call(logs_dir: Path, call_id: str, offsets: IndexOffsets | None = None)
             "response": read_part(logs_dir, call_id, "res"), "meta": read_part(logs_dir, call_id, "meta")}
 
 
-__all__ = ["HISTORY_KEYS", "ReadBackError", "find_line", "load_json", "read_call", "read_part", "read_request"]
+__all__ = ["HISTORY_KEYS", "ReadBackError", "find_line", "inflate", "load_json", "read_call", "read_part", "read_request"]

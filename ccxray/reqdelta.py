@@ -35,7 +35,7 @@ HISTORY_KEYS = ("messages", "input")
 SYSTEM_KEYS = ("system", "instructions")
 BLOB_KEYS = ("tools",)
 MIN_SHARED_CHARS = 256  # smaller texts and values stay inline: a reference would not save much
-MAX_CHAIN_DEPTH = 20    # a full snapshot every K requests: reading one call opens at most K files
+MAX_CHAIN_DEPTH = 32    # a full snapshot every K requests: reading one call opens at most K files
 REWRITE_SLACK = 4       # items at the end of the previous history a client may rewrite
                         # (Claude Code moves cache_control to the newest message every turn)
 

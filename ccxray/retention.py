@@ -22,6 +22,7 @@ from .store import INDEX_NAME, read_index
 _BASE = re.compile(rb'"\$delta":\s*\{"base":\s*"([A-Za-z0-9._-]+)"')
 _SYS = re.compile(rb'"\$sys":\s*"([0-9a-f]+)"')
 _BLOB = re.compile(rb'"\$blob":\s*"([0-9a-f]+)"')
+_TURN = re.compile(rb'"turnRequest":\s*"([A-Za-z0-9._-]+)"')  # a WebSocket connection's frames
 CALL_PARTS = ("req", "res", "meta")
 
 
@@ -35,16 +36,18 @@ class Needed:
     blobs: set[str] = field(default_factory=set)
 
 
-def _scan_request(logs_dir: Path, call_id: str, needed: Needed) -> str | None:
-    """Note what one request sidecar names; returns its delta base, if any."""
+def _scan_request(logs_dir: Path, call_id: str, needed: Needed) -> list[str]:
+    """Note the shared files one request sidecar names; returns the request sidecars it
+    builds on (its delta base, the turns of a WebSocket connection)."""
     try:
         data = (logs_dir / f"{call_id}_req.json").read_bytes()
     except OSError:
-        return None
+        return []
     needed.prompts.update(m.decode() for m in _SYS.findall(data))
     needed.blobs.update(m.decode() for m in _BLOB.findall(data))
+    more = [m.decode() for m in _TURN.findall(data)]
     base = _BASE.search(data)
-    return base.group(1).decode() if base else None
+    return more + [base.group(1).decode()] if base else more
 
 
 def needed_files(logs_dir: Path) -> Needed:
@@ -62,9 +65,7 @@ def needed_files(logs_dir: Path) -> Needed:
         if call_id in needed.reqs:
             continue
         needed.reqs.add(call_id)
-        base = _scan_request(logs_dir, call_id, needed)
-        if base is not None and base not in needed.reqs:
-            todo.append(base)
+        todo += [other for other in _scan_request(logs_dir, call_id, needed) if other not in needed.reqs]
     return needed
 
 

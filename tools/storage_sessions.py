@@ -59,7 +59,7 @@ def claude_session(turns: int = 200, session: str = "claude-session-1", compact_
     for turn in range(turns):
         if turn == compact_at:
             history = [{"role": "user", "content": f"This session is being continued. Summary: {_filler(turn, 3000)}"}]
-        yield {"model": "claude-sonnet-4-5", "max_tokens": 32000, "system": system, "tools": tools,
+        yield {"model": "claude-haiku-4-5", "max_tokens": 32000, "system": system, "tools": tools,
                "messages": _with_cache_mark(history),
                "metadata": {"user_id": json.dumps({"device_id": "d1", "session_id": session})},
                "stream": True}

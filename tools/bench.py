@@ -1,6 +1,6 @@
 """Benchmark ccxray against a direct connection to the fake upstream, in one run.
 
-    python tools/bench.py [--quick] [--only http|ws] [--json OUT] [--workers N]
+    python tools/bench.py [--quick] [--only http|ws|log|storage] [--json OUT] [--workers N]
 
 Starts ``tools/fake_upstream.py`` and ``python -m ccxray`` as separate
 processes on free loopback ports (with a throwaway CCXRAY_HOME), runs every
@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `tools.bench_
 from tools.bench_http import SMALL_TARGET, run_http, timed_requests  # noqa: E402
 from tools.bench_log import run_log  # noqa: E402
 from tools.bench_plan import Plan, Report  # noqa: E402
+from tools.bench_storage import run_storage  # noqa: E402
 from tools.bench_procs import BenchSetupError, Services  # noqa: E402
 from tools.bench_report import render_table, summary  # noqa: E402
 from tools.bench_wire import BenchProtocolError  # noqa: E402
@@ -48,8 +49,9 @@ from tools.bench_ws import close_session, open_session, rtt_samples, run_ws  # n
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="ccxray benchmark: direct vs through the proxy")
     parser.add_argument("--quick", action="store_true", help="fewer samples, shorter loads (about 40 s)")
-    parser.add_argument("--only", choices=("http", "ws", "log"),
-                        help="run only the HTTP, the WebSocket or the log (restore, usage, parser) tests")
+    parser.add_argument("--only", choices=("http", "ws", "log", "storage"),
+                        help="run only the HTTP, the WebSocket, the log (restore, usage, parser) "
+                             "or the storage (delta bytes, read-back) tests")
     parser.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
     parser.add_argument("--workers", type=int, default=max(2, os.cpu_count() or 2),
                         help="load-generator processes for the concurrent tests (default: cores, at least 2)")
@@ -104,7 +106,9 @@ def run(args: argparse.Namespace) -> tuple[Report, Plan]:
     print(_setup_text(plan), flush=True)
     if args.only in (None, "log"):
         run_log(report, args.quick)
-    if args.only == "log":
+    if args.only in (None, "storage"):
+        run_storage(report, args.quick)
+    if args.only in ("log", "storage"):
         return report, plan
     with Services() as svc:
         print(f"fake upstream pid {svc.fake.pid if svc.fake else '?'} port {svc.fake_port}; "

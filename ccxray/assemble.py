@@ -19,7 +19,7 @@ from .reqdelta import Chains
 from .record import HttpCall, WsClosed, WsFrame, WsOpened, index_line, iso_ms
 from .store import RawJson
 from .sessions import Identity, SessionTracker, identify, prompt_hash
-from .summarize import identity_fields, summarize_http, summarize_turn
+from .summarize import Summary, identity_fields, summarize_http, summarize_turn
 from .wire.codex_ws import Turn, TurnTracker
 
 MAX_RECORDED_FRAME_BYTES = 64 * 1024 * 1024  # per connection; beyond it frames are logged by size
@@ -187,22 +187,27 @@ class Assembler:
         digest = line["systemPromptHash"] = self._store_system_prompt(summary.system_text, writes)
         if self._is_complete_stream(call.error, summary.is_sse, summary.response_facts.is_terminal):
             line["error"] = None
-        stored_req: object | None = None
-        if summary.request_is_json:
-            chain = (line["provider"], ident.session_id, ident.is_subagent, digest)
-            stored_req = self._request_sidecar(call.id, summary.request, chain, summary.system_text, digest, writes)
+        stored_req = self._http_request(call, summary, ident, digest, writes)
         if summary.response_is_raw and undecoded is None:
             writes.raw.append((f"{call.id}_res.body", body))
             response = {**summary.response, "bodyFile": f"{call.id}_res.body"}  # type: ignore[dict-item]
         writes.sidecars += [
-            (call.id, "req", stored_req if stored_req is not None else
-             RawJson(call.req_body) if summary.request_is_json else summary.request),
+            (call.id, "req", stored_req),
             (call.id, "res", RawJson(body) if summary.response_is_json and undecoded is None else response),
             (call.id, "meta", _meta(call.method, call.url, call.upstream_url, call.req_headers,
                                     call.status, call.resp_headers)),
         ]
         self._remember_prompt(summary.system_text, ident, writes, _provider(call.provider), call.req_headers)
         return writes
+
+    def _http_request(self, call: HttpCall, summary: Summary, ident: Identity, digest: str | None,
+                      writes: Writes) -> object:
+        """The request sidecar: packed on its session's chain, else the body as it came."""
+        if not summary.request_is_json:
+            return summary.request
+        chain = (_provider(call.provider), ident.session_id, ident.is_subagent, digest)
+        packed = self._request_sidecar(call.id, summary.request, chain, summary.system_text, digest, writes)
+        return RawJson(call.req_body) if packed is None else packed
 
     @staticmethod
     def _is_complete_stream(error: str | None, is_sse: bool, is_terminal: bool) -> bool:

@@ -73,7 +73,7 @@ class Compactor:
             return
         key = _chain_key(line)
         if is_packed(original) or not isinstance(original, dict):
-            self.chains.pack(key, call_id, None, None, None)  # the chain starts afresh after it
+            self.chains.restart(key)  # not ours to convert: the chain starts afresh after it
             return
         text, digest = _system(line, original)
         packed = self.chains.pack(key, call_id, original, text, digest)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .offsets import IndexOffsets
-from .reqdelta import HISTORY_KEYS, MAX_CHAIN_DEPTH, Sources, UnpackError, is_packed, unpack
+from .reqdelta import MAX_CHAIN_DEPTH, Sources, UnpackError, is_packed, parse_delta, unpack
 from .store import INDEX_NAME, is_safe_id, iter_index, read_index
 
 MAX_HOPS = 4 * MAX_CHAIN_DEPTH  # compact may extend a chain the proxy started; a cycle stops here
@@ -60,11 +60,12 @@ class _Chain:
             raise ReadBackError(path, f"delta chain longer than {MAX_HOPS} (a cycle?)")
         stored = load_json(path)
         value = stored.get(key) if isinstance(stored, dict) else None
-        if isinstance(value, dict) and isinstance(value.get("$delta"), dict):
-            delta = value["$delta"]
-            base, prefix, append = delta.get("base"), delta.get("prefix"), delta.get("append")
-            if not isinstance(base, str) or not isinstance(prefix, int) or not isinstance(append, list):
-                raise ReadBackError(path, "malformed delta")
+        try:
+            delta = parse_delta(value)
+        except UnpackError as exc:
+            raise ReadBackError(path, str(exc)) from None
+        if delta is not None:
+            base, prefix, append = delta
             earlier = self.history(base, key, hops + 1)
             if len(earlier) < prefix:
                 raise ReadBackError(path, f"its base {base} has {len(earlier)} items, the delta keeps {prefix}")
@@ -170,4 +171,4 @@ def read_call(logs_dir: Path, call_id: str, offsets: IndexOffsets | None = None)
             "response": read_part(logs_dir, call_id, "res"), "meta": read_part(logs_dir, call_id, "meta")}
 
 
-__all__ = ["HISTORY_KEYS", "ReadBackError", "find_line", "inflate", "load_json", "read_call", "read_part", "read_request"]
+__all__ = ["ReadBackError", "find_line", "inflate", "load_json", "read_call", "read_part", "read_request"]

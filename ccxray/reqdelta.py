@@ -36,6 +36,7 @@ SYSTEM_KEYS = ("system", "instructions")
 BLOB_KEYS = ("tools",)
 MIN_SHARED_CHARS = 256  # smaller texts and values stay inline: a reference would not save much
 MAX_CHAIN_DEPTH = 32    # a full snapshot every K requests: reading one call opens at most K files
+MAX_CHAINS = 32         # chains remembered: each holds its newest history (parsed, a few MB at most)
 REWRITE_SLACK = 4       # items at the end of the previous history a client may rewrite
                         # (Claude Code moves cache_control to the newest message every turn)
 
@@ -204,13 +205,23 @@ def _unsys(value: object, sources: Sources) -> object:
     return value
 
 
-def _unhistory(key: str, value: object, sources: Sources) -> object:
+def parse_delta(value: object) -> tuple[str, int, list[Any]] | None:
+    """(base id, items kept, items appended) of a stored history; None if it is whole.
+    Raises UnpackError for a delta that is not well formed."""
     if not (isinstance(value, dict) and isinstance(value.get("$delta"), dict)):
-        return value
+        return None
     delta = value["$delta"]
     base, prefix, append = delta.get("base"), delta.get("prefix"), delta.get("append")
-    if not isinstance(base, str) or not isinstance(prefix, int) or not isinstance(append, list):
+    if not isinstance(base, str) or not isinstance(prefix, int) or prefix < 0 or not isinstance(append, list):
         raise UnpackError(f"malformed delta {delta!r:.200}")
+    return base, prefix, append
+
+
+def _unhistory(key: str, value: object, sources: Sources) -> object:
+    delta = parse_delta(value)
+    if delta is None:
+        return value
+    base, prefix, append = delta
     history = sources.base_history(base, key)
     if len(history) < prefix:
         raise UnpackError(f"base {base} has {len(history)} items, the delta keeps {prefix}")
@@ -244,7 +255,7 @@ class Chains:
     forgotten chain only means its next request is stored whole.
     """
 
-    def __init__(self, max_chains: int = 256, max_depth: int = MAX_CHAIN_DEPTH) -> None:
+    def __init__(self, max_chains: int = MAX_CHAINS, max_depth: int = MAX_CHAIN_DEPTH) -> None:
         self.max_chains = max_chains
         self.max_depth = max_depth
         self._links: dict[object, ChainLink] = {}
@@ -265,6 +276,10 @@ class Chains:
         self._blobs_stored.update(new)
         packed.blobs = new
         return packed
+
+    def restart(self, key: object) -> None:
+        """The next request on chain ``key`` is stored whole."""
+        self._links.pop(key, None)
 
     def forget(self) -> None:
         """Start every chain afresh (after a failed write, or files were pruned)."""

@@ -271,18 +271,6 @@ def _lines_between(raw: IO[bytes], start: int, stop: int | None) -> Iterator[str
         yield line.decode("utf-8", "replace")
 
 
-def read_sidecar(logs_dir: Path, call_id: str, part: str) -> object | None:
-    """A sidecar's JSON, or None if missing, unreadable or the id is unsafe."""
-    if not is_safe_id(call_id) or not part.isalpha():
-        return None
-    try:
-        with open(logs_dir / f"{call_id}_{part}.json", "rb") as fh:
-            value: object = json.load(fh)
-            return value
-    except (OSError, ValueError):
-        return None
-
-
 def read_index_offsets(path: Path, stats: ReadStats | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """Like :func:`read_index`, with the byte offset where each line starts."""
     stats = stats if stats is not None else ReadStats()

@@ -1,10 +1,11 @@
 """Where each call's line starts in ``index.ndjson``, so one call is found without a scan.
 
-Kept compact for a log of millions of lines: ids are stored as their 64-bit
-``hash()`` (this process only) in a sorted ``array`` beside the offsets, 16
-bytes a line, plus a small dict of lines added since the last merge. A hash
-may collide and a file may have been replaced since: callers read the line at
-each candidate offset and check its id (:func:`ccxray.readback.find_line`).
+Kept compact for a log of millions of lines: an open-addressing hash table in
+two ``array("q")`` (the id's 64-bit ``hash()``, this process only, and the
+offset), at most half full: 32 bytes a line, no Python object per line. A
+hash may collide and a file may have been replaced since: callers read the
+line at each candidate offset and check its id
+(:func:`ccxray.readback.find_line`).
 
 Thread ownership: the recorder's writer thread adds; any thread looks up;
 one lock guards both.
@@ -14,10 +15,44 @@ from __future__ import annotations
 
 import threading
 from array import array
-from bisect import bisect_left
 from typing import Iterable
 
-MERGE_AFTER = 65536  # recent additions kept in a dict before they join the sorted arrays
+EMPTY = -1         # an offset no line has: marks a free slot
+MIN_SLOTS = 1024   # a power of two
+
+
+class _Table:
+    """Linear probing over ``slots`` (a power of two) entries."""
+
+    def __init__(self, slots: int) -> None:
+        self.mask = slots - 1
+        self.keys = array("q", [0]) * slots
+        self.offsets = array("q", [EMPTY]) * slots
+        self.used = 0
+
+    def insert(self, key: int, offset: int) -> None:
+        slot = key & self.mask
+        while self.offsets[slot] != EMPTY:
+            if self.keys[slot] == key and self.offsets[slot] == offset:
+                return
+            slot = (slot + 1) & self.mask
+        self.keys[slot], self.offsets[slot] = key, offset
+        self.used += 1
+
+    def find(self, key: int) -> list[int]:
+        found, slot = [], key & self.mask
+        while self.offsets[slot] != EMPTY:
+            if self.keys[slot] == key:
+                found.append(self.offsets[slot])
+            slot = (slot + 1) & self.mask
+        return found
+
+    def grown(self) -> "_Table":
+        bigger = _Table(2 * (self.mask + 1))
+        for key, offset in zip(self.keys, self.offsets):
+            if offset != EMPTY:
+                bigger.insert(key, offset)
+        return bigger
 
 
 class IndexOffsets:
@@ -25,51 +60,44 @@ class IndexOffsets:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._keys = array("q")
-        self._offsets = array("q")
-        self._recent: dict[str, int] = {}
+        self._table = _Table(MIN_SLOTS)
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._keys) + len(self._recent)
+            return self._table.used
 
     def add(self, call_id: str, offset: int) -> None:
         """Note that the line of ``call_id`` starts at ``offset``."""
         with self._lock:
-            self._recent[call_id] = offset
-            if len(self._recent) >= MERGE_AFTER:
-                self._merge(self._recent.items())
-                self._recent = {}
+            if 2 * (self._table.used + 1) > self._table.mask + 1:
+                self._table = self._table.grown()
+            self._table.insert(hash(call_id), offset)
 
     def replace(self, pairs: Iterable[tuple[str, int]]) -> None:
         """Forget everything and hold ``pairs`` (id, offset) instead: the file was rebuilt."""
-        keys, offsets = array("q"), array("q")
+        builder = OffsetsBuilder()
         for call_id, offset in pairs:
-            keys.append(hash(call_id))
-            offsets.append(offset)
-        keys, offsets = _sorted(keys, offsets)
+            builder.add(call_id, offset)
+        self.adopt(builder)
+
+    def adopt(self, builder: "OffsetsBuilder") -> None:
+        """Forget everything and hold what ``builder`` collected instead."""
         with self._lock:
-            self._keys, self._offsets, self._recent = keys, offsets, {}
+            self._table = builder.table
 
     def candidates(self, call_id: str) -> list[int]:
-        """Offsets where the line of ``call_id`` may start, newest knowledge first."""
-        key = hash(call_id)
+        """Offsets where the line of ``call_id`` may start, latest first."""
         with self._lock:
-            found = [self._recent[call_id]] if call_id in self._recent else []
-            at = bisect_left(self._keys, key)
-            while at < len(self._keys) and self._keys[at] == key:
-                found.append(self._offsets[at])
-                at += 1
-        return found
-
-    def _merge(self, pairs: Iterable[tuple[str, int]]) -> None:
-        keys, offsets = array("q", self._keys), array("q", self._offsets)
-        for call_id, offset in pairs:
-            keys.append(hash(call_id))
-            offsets.append(offset)
-        self._keys, self._offsets = _sorted(keys, offsets)
+            return self._table.find(hash(call_id))[::-1]
 
 
-def _sorted(keys: array[int], offsets: array[int]) -> tuple[array[int], array[int]]:
-    order = sorted(range(len(keys)), key=keys.__getitem__)
-    return array("q", (keys[i] for i in order)), array("q", (offsets[i] for i in order))
+class OffsetsBuilder:
+    """Collects (id, offset) pairs while a whole file is read, outside the map's lock."""
+
+    def __init__(self) -> None:
+        self.table = _Table(MIN_SLOTS)
+
+    def add(self, call_id: str, offset: int) -> None:
+        if 2 * (self.table.used + 1) > self.table.mask + 1:
+            self.table = self.table.grown()
+        self.table.insert(hash(call_id), offset)

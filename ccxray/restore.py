@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .offsets import IndexOffsets
+from .offsets import IndexOffsets, OffsetsBuilder
 from .retention import remove_unneeded
 from .sessionindex import SessionBuilder, SessionIndex
 from .sessions import Identity, SessionTracker
@@ -62,11 +62,11 @@ def restore(logs_dir: Path, tracker: SessionTracker, index: SessionIndex,
     read = ReadStats()
     sessions = SessionBuilder()
     last_claude: dict[str, object] | None = None
-    found: list[tuple[str, int]] = []
+    found = OffsetsBuilder() if offsets is not None else None
     for offset, line in read_index_offsets(logs_dir / INDEX_NAME, read):
         call_id = line.get("id")
-        if isinstance(call_id, str):
-            found.append((call_id, offset))
+        if found is not None and isinstance(call_id, str):
+            found.add(call_id, offset)
         received = line.get("receivedAt")
         if cutoff_ms is not None and isinstance(received, (int, float)) and received < cutoff_ms:
             continue
@@ -74,8 +74,8 @@ def restore(logs_dir: Path, tracker: SessionTracker, index: SessionIndex,
         if line.get("agent") == "claude" and line.get("sessionId") and not line.get("sessionInferred"):
             last_claude = line
     index.adopt(sessions)
-    if offsets is not None:
-        offsets.replace(found)
+    if offsets is not None and found is not None:
+        offsets.adopt(found)
     if last_claude is not None:
         _note_claude(last_claude, tracker)
     stats.lines, stats.skipped = read.lines, read.skipped

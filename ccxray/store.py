@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
 
-from .offsets import IndexOffsets
+from .offsets import IndexOffsets, OffsetsBuilder
 
 INDEX_NAME = "index.ndjson"
 SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -111,7 +111,7 @@ class Store:
         fd = self._index_fd()
         tmp = self.index_path.with_name(INDEX_NAME + ".prune")
         dropped = 0
-        kept: list[tuple[str, int]] = []
+        kept = OffsetsBuilder()
         with open(self.index_path, "rb") as src, open(tmp, "wb") as dst:
             dropped += _copy_kept(src, dst, keep, final=False, kept=kept)
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -122,7 +122,7 @@ class Store:
                 os.replace(tmp, self.index_path)
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
-        self.offsets.replace(kept)
+        self.offsets.adopt(kept)
         self.close()
         return dropped
 
@@ -168,7 +168,7 @@ class Store:
 
 
 def _copy_kept(src: IO[bytes], dst: IO[bytes], keep: Callable[[dict[str, Any]], bool], final: bool,
-               kept: list[tuple[str, int]]) -> int:
+               kept: OffsetsBuilder) -> int:
     """Copy the whole lines ``keep`` accepts (unparseable ones stay); returns lines dropped
     and adds (id, new offset) of each kept line to ``kept``.
 
@@ -195,7 +195,7 @@ def _copy_kept(src: IO[bytes], dst: IO[bytes], keep: Callable[[dict[str, Any]], 
             dropped += 1
             continue
         if isinstance(obj, dict) and isinstance(obj.get("id"), str):
-            kept.append((obj["id"], dst.tell()))
+            kept.add(obj["id"], dst.tell())
         dst.write(raw)
 
 

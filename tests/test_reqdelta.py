@@ -133,13 +133,15 @@ def test_any_sequence_of_histories_round_trips(histories):
         assert is_packed(disk.reqs[f"c{n}"])
 
 
-def test_offsets_find_ids_before_and_after_a_merge(monkeypatch):
-    monkeypatch.setattr("ccxray.offsets.MERGE_AFTER", 4)
+def test_offsets_find_every_id_as_the_table_grows():
     offsets = IndexOffsets()
     offsets.replace([("a", 0), ("b", 10)])
-    for n in range(6):
+    for n in range(5000):  # several doublings past the first 1024 slots
         offsets.add(f"n{n}", 100 + n)
-    assert offsets.candidates("a") == [0] and offsets.candidates("n1") == [101] and offsets.candidates("n5") == [105]
-    assert offsets.candidates("missing") == [] and len(offsets) == 8
-    offsets.add("a", 500)  # a line rewritten elsewhere: the newest offset is tried first
-    assert offsets.candidates("a")[0] == 500
+    assert offsets.candidates("a") == [0] and offsets.candidates("b") == [10]
+    assert all(offsets.candidates(f"n{n}") == [100 + n] for n in range(5000))
+    assert offsets.candidates("missing") == [] and len(offsets) == 5002
+    offsets.add("a", 500)  # the line was written again elsewhere: the latest offset is tried first
+    assert offsets.candidates("a") == [500, 0]
+    offsets.add("a", 500)  # the same pair twice is one entry
+    assert len(offsets) == 5003

@@ -92,12 +92,23 @@ class IndexOffsets:
 
 
 class OffsetsBuilder:
-    """Collects (id, offset) pairs while a whole file is read, outside the map's lock."""
+    """Collects (id, offset) pairs while a whole file is read (16 bytes each, no table
+    growth on the way), outside the map's lock."""
 
     def __init__(self) -> None:
-        self.table = _Table(MIN_SLOTS)
+        self.keys = array("q")
+        self.offsets = array("q")
 
     def add(self, call_id: str, offset: int) -> None:
-        if 2 * (self.table.used + 1) > self.table.mask + 1:
-            self.table = self.table.grown()
-        self.table.insert(hash(call_id), offset)
+        self.keys.append(hash(call_id))
+        self.offsets.append(offset)
+
+    @property
+    def table(self) -> _Table:
+        slots = MIN_SLOTS
+        while slots < 2 * len(self.keys) + 2:
+            slots *= 2
+        table = _Table(slots)
+        for key, offset in zip(self.keys, self.offsets):
+            table.insert(key, offset)
+        return table

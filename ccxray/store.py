@@ -80,7 +80,16 @@ class Store:
             return fd
         fcntl.flock(fd, fcntl.LOCK_UN)
         self.close()
+        self._remap()  # another process pruned the file: every line moved
         return self._locked_fd()
+
+    def _remap(self) -> None:
+        """Rebuild the offset map from the file as it is now."""
+        found = OffsetsBuilder()
+        for offset, line in read_index_offsets(self.index_path):
+            if isinstance(line.get("id"), str):
+                found.add(line["id"], offset)
+        self.offsets.adopt(found)
 
     def append(self, line: dict[str, Any]) -> int:
         """Append one index line atomically; returns the offset where it starts.

@@ -252,3 +252,19 @@ def test_show_prints_parts_and_refuses_unknown_ids(tmp_path, capsys):
     assert main([*home, "show", "nope"]) == 1 and "no call 'nope'" in capsys.readouterr().err
     assert main([*home, "show", ids[0], "--req", "--res"]) == 2
     assert main([*home, "compact"]) == 0 and "0 requests converted" in capsys.readouterr().out
+
+
+def test_offsets_follow_a_prune_by_another_process(tmp_path):
+    logs = tmp_path / "logs"
+    ours, theirs = Store(logs), Store(logs)
+    for n in range(10):
+        ours.append({"id": f"a{n}", "receivedAt": n})
+    theirs.rewrite_index(lambda line: line["receivedAt"] >= 5)  # the other process's retention
+    ours.append({"id": "b0", "receivedAt": 99})  # notices the new file and maps it again
+    data = (logs / "index.ndjson").read_bytes()
+    for call_id in ("a5", "a9", "b0"):
+        (at,) = ours.offsets.candidates(call_id)
+        assert data[at:].startswith(b'{"id":"' + call_id.encode())
+    assert ours.offsets.candidates("a1") == []
+    ours.close()
+    theirs.close()

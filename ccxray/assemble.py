@@ -24,9 +24,9 @@ from .wire.codex_ws import Turn, TurnTracker
 
 MAX_RECORDED_FRAME_BYTES = 64 * 1024 * 1024  # per connection; beyond it frames are logged by size
 MAX_WAITING_FRAMES = 1000
-MAX_REMEMBERED_PROMPTS = 10_000
+MAX_REMEMBERED_PROMPTS = 10_000  # frames held back for an earlier one that may never come
 # where a Responses client names its agent type (DESIGN: Sessions and agents)
-AGENT_TYPE_HEADERS = ("x-openai-agent-type", "x-codex-agent-type", "x-openai-subagent", "x-codex-turn-metadata")  # frames held back for an earlier one that may never come
+AGENT_TYPE_HEADERS = ("x-openai-agent-type", "x-codex-agent-type", "x-openai-subagent", "x-codex-turn-metadata")
 
 
 @dataclass

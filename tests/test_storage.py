@@ -66,6 +66,7 @@ def calls_of(proxy: ProxyHandle, count: int, kind: str = "call") -> list[dict[st
     return [l for l in lines if l["kind"] == kind]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("style", ["claude", "codex-http"])
 def test_long_http_session_reads_back_exactly_what_upstream_received(fake, proxy, style):
     if style == "claude":
@@ -96,6 +97,7 @@ def test_long_http_session_reads_back_exactly_what_upstream_received(fake, proxy
     assert on_disk < 0.10 * full, (on_disk, full)
 
 
+@pytest.mark.slow
 def test_long_websocket_session_reads_back_every_frame(fake, proxy):
     drive_codex_ws(proxy, codex_ws_frames(TURNS, "s-ws"), "s-ws")
     turns = calls_of(proxy, TURNS, "turn")

@@ -19,10 +19,11 @@ REMINDER = "<system-reminder>\nThe user's files changed; re-read before editing.
 
 def _filler(seed: int, size: int) -> str:
     words = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet")
-    out, n = [], seed
-    while sum(len(w) + 1 for w in out) < size:
+    out, n, length = [], seed, 0
+    while length < size:
         n = (n * 1103515245 + 12345) % (1 << 31)
         out.append(words[n % len(words)])
+        length += len(out[-1]) + 1
     return " ".join(out)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .readback import ReadBackError, inflate, load_json
+from .readback import ReadBackError, load_json, read_request_file
 from .reqdelta import Chains, Packed, is_packed
 from .sessions import prompt_hash
 from .store import INDEX_NAME, Store, is_safe_id, read_index
@@ -58,7 +58,11 @@ class Compactor:
         try:
             for line in read_index(self.logs_dir / INDEX_NAME, stop=end):
                 call_id = line.get("id")
-                if isinstance(call_id, str) and is_safe_id(call_id) and line.get("kind") != "connection":
+                if not isinstance(call_id, str) or not is_safe_id(call_id):
+                    continue
+                if line.get("kind") == "connection":
+                    self._convert_frames(call_id)  # its turns came first: their lines end earlier
+                else:
                     self._convert(call_id, line)
         finally:
             self.store.close()
@@ -81,28 +85,55 @@ class Compactor:
             return
         self._write(call_id, path, original, packed, text, digest)
 
+    def _convert_frames(self, conn_id: str) -> None:
+        """A WebSocket connection's ``response.create`` frames name their turns' requests."""
+        path = self.logs_dir / f"{conn_id}_req.json"
+        try:
+            frames = load_json(path)
+        except ReadBackError:
+            self.stats.skipped += 1
+            return
+        if not isinstance(frames, list):
+            return
+        creates, changed = 0, []
+        for frame in frames:
+            data = frame.get("data") if isinstance(frame, dict) and frame.get("dir") == "c2u" else None
+            if not (isinstance(data, dict) and data.get("type") == "response.create"):
+                changed.append(frame)
+                continue
+            turn_id, creates = f"{conn_id}-t{creates}", creates + 1
+            changed.append({("turnRequest" if k == "data" else k): (turn_id if k == "data" else v)
+                            for k, v in frame.items()})
+        if creates:
+            self._replace(conn_id, path, frames, changed)
+
+    def _replace(self, call_id: str, path: Path, original: object, stored: object) -> None:
+        """Put ``stored`` in place of ``original`` if it reads back the same."""
+        before = path.stat().st_size
+        tmp = path.with_name(f".{call_id}_req.json.compact")
+        tmp.write_bytes(json.dumps(stored, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass"))
+        try:
+            back = read_request_file(self.logs_dir, tmp)
+            same = _canonical(back) == _canonical(original)
+        except ReadBackError:
+            same = False
+        if not same:  # never trade a whole body for one that reads back differently
+            tmp.unlink()
+            self.stats.skipped += 1
+            return
+        self.stats.bytes_before += before
+        self.stats.bytes_after += tmp.stat().st_size
+        os.replace(tmp, path)  # readers see the old whole file or the new one, never neither
+        self.stats.converted += 1
+
     def _write(self, call_id: str, path: Path, original: dict[str, Any], packed: Packed,
                text: str | None, digest: str | None) -> None:
         if digest is not None:
             self.store.write_shared(f"system_{digest}", {"hash": digest, "text": text})
         for sha, value in packed.blobs.items():
             self.store.write_shared(f"blob_{sha}", value)
-        data = json.dumps(packed.body, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass")
-        try:
-            back = inflate(self.logs_dir, packed.body, path)
-            same = _canonical(back) == _canonical(original)
-        except ReadBackError:
-            same = False
-        if not same:  # never trade a whole body for one that reads back differently (the
-            self.stats.skipped += 1  # chain goes on from the whole body, which is a valid base)
-            return
-        before = path.stat().st_size
-        tmp = path.with_name(f".{call_id}_req.json.compact")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)  # readers see the old whole file or the new one, never neither
-        self.stats.bytes_before += before
-        self.stats.bytes_after += len(data)
-        self.stats.converted += 1
+        self._replace(call_id, path, original, packed.body)  # a refusal leaves a whole body:
+        # the chain goes on from it, a valid base
 
 
 def _canonical(value: object) -> str:

@@ -97,14 +97,18 @@ def read_request(logs_dir: Path, call_id: str) -> object:
 
     Raises ReadBackError when the sidecar or a link it needs is missing or corrupt.
     """
-    chain = _Chain(logs_dir)
-    path = chain.req_path(call_id)
+    path = _Chain(logs_dir).req_path(call_id)
     if not path.exists():
         return None
+    return read_request_file(logs_dir, path)
+
+
+def read_request_file(logs_dir: Path, path: Path) -> object:
+    """The whole request a request sidecar at ``path`` stands for (its links in ``logs_dir``)."""
     stored = load_json(path)
     if isinstance(stored, list):
         return [_frame_back(logs_dir, frame) for frame in stored]
-    return inflate(logs_dir, stored, path, chain)
+    return inflate(logs_dir, stored, path)
 
 
 def _frame_back(logs_dir: Path, frame: object) -> object:
@@ -171,4 +175,4 @@ def read_call(logs_dir: Path, call_id: str, offsets: IndexOffsets | None = None)
             "response": read_part(logs_dir, call_id, "res"), "meta": read_part(logs_dir, call_id, "meta")}
 
 
-__all__ = ["ReadBackError", "find_line", "inflate", "load_json", "read_call", "read_part", "read_request"]
+__all__ = ["ReadBackError", "find_line", "inflate", "load_json", "read_call", "read_part", "read_request", "read_request_file"]

@@ -16,6 +16,7 @@ import fcntl
 import json
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
@@ -164,8 +165,10 @@ class Store:
         path = f"{self.shared_dir}/{name}.json"
         if os.path.exists(path):
             return False
-        # many calls will name this file: a crash must never leave half of it under its name
-        tmp = f"{self.shared_dir}/.{name}.{os.getpid()}.tmp"
+        # many calls will name this file: a crash must never leave half of it under its
+        # name, and another writer (thread or process) may be writing the same one now
+        fd, tmp = tempfile.mkstemp(dir=self.shared_dir, prefix=f".{name}.", suffix=".tmp")
+        os.close(fd)
         self._write_json(tmp, obj)
         os.replace(tmp, path)
         return True

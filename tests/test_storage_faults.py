@@ -268,3 +268,48 @@ def test_offsets_follow_a_prune_by_another_process(tmp_path):
     assert ours.offsets.candidates("a1") == []
     ours.close()
     theirs.close()
+
+
+def test_compact_converts_an_old_websocket_connection_and_its_turns(tmp_path):
+    from tools.bench_storage import _ws_items
+    from tools.storage_sessions import SYSTEM_MARKER, codex_ws_frames
+    logs = tmp_path / "logs"
+    recorder = Recorder(Store(logs), Assembler(PriceTable.load()))
+    for item in _ws_items(codex_ws_frames(6), time.time()):
+        recorder._handle(item)
+    recorder.store.close()
+    ids = [l["id"] for l in read_index(logs / "index.ndjson")]
+    whole = {call_id: read_request(logs, call_id) for call_id in ids}
+    for call_id, body in whole.items():  # as the previous version wrote them
+        (logs / f"{call_id}_req.json").write_text(json.dumps(body))
+    assert sum(p.read_text().count(SYSTEM_MARKER) for p in logs.glob("*_req.json")) == 12
+    stats = compact(logs)
+    assert stats.converted == len(ids) and stats.skipped == 0
+    assert sum(p.read_text().count(SYSTEM_MARKER) for p in logs.glob("*_req.json")) == 0
+    assert '"turnRequest"' in (logs / "ws1_req.json").read_text()
+    for call_id, body in whole.items():
+        assert json.dumps(read_request(logs, call_id)) == json.dumps(body)
+
+
+def test_two_writers_of_one_shared_blob_both_succeed(tmp_path):
+    stores = [Store(tmp_path / "logs") for _ in range(4)]
+    value = {"tools": ["x" * 100_000]}
+    errors: list[BaseException] = []
+
+    def write(store: Store) -> None:
+        try:
+            for n in range(50):
+                store.write_shared(f"blob_{n}", value)
+        except OSError as exc:
+            errors.append(exc)
+    threads = [threading.Thread(target=write, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for store in stores:
+        store.close()
+    assert not errors
+    shared = tmp_path / "logs" / "shared"
+    assert all(json.loads((shared / f"blob_{n}.json").read_text()) == value for n in range(50))
+    assert not list(shared.glob(".*"))  # no temporary file left behind

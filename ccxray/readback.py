@@ -123,11 +123,11 @@ def _frame_back(logs_dir: Path, frame: object) -> object:
             for key, value in frame.items()}
 
 
-def inflate(logs_dir: Path, stored: object, path: Path, chain: _Chain | None = None) -> object:
+def inflate(logs_dir: Path, stored: object, path: Path) -> object:
     """The whole request a stored (maybe packed) sidecar stands for; ``path`` names it in errors."""
     if not is_packed(stored):
         return stored
-    chain = chain or _Chain(logs_dir)
+    chain = _Chain(logs_dir)
     sources = Sources(base_history=lambda base, key: chain.history(base, key, 1),
                       system_text=chain.system_text, blob=chain.blob)
     try:

@@ -290,8 +290,19 @@ def read_index_offsets(path: Path, stats: ReadStats | None = None) -> Iterator[t
         with open(path, "rb") as raw:
             offset = 0
             for line in raw:
-                for obj in iter_index((line,), stats):
-                    yield offset, obj
-                offset += len(line)
+                text = line.decode("utf-8", "replace").strip()
+                start, offset = offset, offset + len(line)
+                if not text:
+                    continue
+                try:
+                    obj, end = _DECODE(text)
+                except (ValueError, RecursionError):
+                    stats.skipped += 1
+                    continue
+                if end != len(text) or not isinstance(obj, dict):
+                    stats.skipped += 1
+                    continue
+                stats.lines += 1
+                yield start, obj
     except FileNotFoundError:
         return

@@ -313,3 +313,26 @@ def test_two_writers_of_one_shared_blob_both_succeed(tmp_path):
     shared = tmp_path / "logs" / "shared"
     assert all(json.loads((shared / f"blob_{n}.json").read_text()) == value for n in range(50))
     assert not list(shared.glob(".*"))  # no temporary file left behind
+
+
+@pytest.mark.parametrize("pattern,reason", [("blob_*.json", "missing"), ("system_*.json", "missing")])
+def test_a_missing_shared_file_is_an_error_naming_it(tmp_path, pattern, reason):
+    logs = tmp_path / "logs"
+    ids = record(logs, list(claude_session(turns=2)), time.time())
+    (gone,) = (logs / "shared").glob(pattern)
+    gone.unlink()
+    with pytest.raises(ReadBackError) as info:
+        read_request(logs, ids[1])
+    assert info.value.path == gone and info.value.reason == reason
+
+
+def test_a_corrupt_shared_prompt_or_slice_is_an_error_not_a_wrong_body(tmp_path):
+    logs = tmp_path / "logs"
+    ids = record(logs, list(claude_session(turns=2)), time.time())
+    (prompt,) = (logs / "shared").glob("system_*.json")
+    prompt.write_text(json.dumps({"hash": "x", "text": "too short"}))
+    with pytest.raises(ReadBackError, match="outside prompt"):
+        read_request(logs, ids[0])
+    prompt.write_text("{")
+    with pytest.raises(ReadBackError, match="unreadable"):
+        read_request(logs, ids[0])

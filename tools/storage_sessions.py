@@ -32,7 +32,7 @@ def claude_system(session: str = "s") -> list[dict[str, Any]]:
         {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.0; cc_entrypoint=cli;"},
         {"type": "text", "text": "You are Claude Code, Anthropic's official CLI for Claude."},
         {"type": "text", "text": f"{SYSTEM_MARKER} You are an interactive agent. {_filler(1, 24000)}\n"
-                                 f"<env>\nWorking directory: /work/{session}\n</env>",
+                                 f"<env>\nWorking directory: /home/user/{session}\n</env>",
          "cache_control": {"type": "ephemeral"}},
     ]
 

@@ -179,6 +179,12 @@ def _accept_client(client: ClientConn, shake: Handshake) -> None:
     client.send(h11.InformationalResponse(status_code=101, headers=encode_headers(headers)))
 
 
+def _count_keys(counts: dict[Side, int] | None) -> dict[str, int]:
+    """Per-sender counts in the index line's spelling."""
+    counts = counts or {}
+    return {"clientToUpstream": counts.get(Side.CLIENT, 0), "upstreamToClient": counts.get(Side.UPSTREAM, 0)}
+
+
 class WsSession:
     """One proxied WebSocket from upgrade to the recorded end."""
 
@@ -212,10 +218,9 @@ class WsSession:
 
     def _closed(self, status: int, close: CloseInfo, error: str | None, shake: Handshake | None = None,
                 bridge: WsBridge | None = None) -> None:
-        zero = {"clientToUpstream": 0, "upstreamToClient": 0}
         self.app.recorder.submit(WsClosed(
             self.conn_id, status, shake.headers if shake else [], shake.body if shake else b"", close,
-            dict(bridge.frame_counts) if bridge else zero, dict(bridge.byte_counts) if bridge else dict(zero),
+            _count_keys(bridge.frame_counts if bridge else None), _count_keys(bridge.byte_counts if bridge else None),
             time.monotonic() - self.t0, error))
 
     def _handshake(self) -> Handshake | None:
@@ -258,7 +263,8 @@ class WsSession:
         make_blocking(self.upgrade.up_sock, self.app.settings.ws_idle_timeout_s)
         make_blocking(self.client.sock, self.app.settings.ws_idle_timeout_s)
         bridge = WsBridge(self.client.h11.trailing_data[0] + bytes(self.upgrade.held), shake.upstream_trailing)
-        pair = Pair(self.app, self.conn_id, self.client.sock, self.upgrade.up_sock, bridge)
+        pair = Pair(self.conn_id, self.client.sock, self.upgrade.up_sock, bridge, self.app.recorder.submit,
+                    self.app.settings.ws_idle_timeout_s)
         self.entry.on_stop.append(lambda: pair.close_both(closecodes.GOING_AWAY, "ccxray is shutting down"))
         failure: str | None = None
         try:

@@ -19,7 +19,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator, Sequence
 
 from .offsets import IndexOffsets, OffsetsBuilder
 
@@ -61,6 +61,7 @@ class Store:
         self.shared_dir = logs_dir / "shared"
         self.index_path = logs_dir / INDEX_NAME
         self._fd: int | None = None
+        self._torn = False
 
     def _index_fd(self) -> int:
         if self._fd is None:
@@ -95,21 +96,46 @@ class Store:
     def append(self, line: dict[str, Any]) -> int:
         """Append one index line atomically; returns the offset where it starts.
         Raises OSError (disk full, ...)."""
-        data = dumps_line(line)
+        call_id = line.get("id")
+        return self.append_bytes(dumps_line(line), [(call_id, 0)] if isinstance(call_id, str) else [])
+
+    def append_bytes(self, data: bytes, starts: Sequence[tuple[str, int]] = ()) -> int:
+        """Append whole lines (``dumps_line`` output) with one write; returns
+        the offset where ``data`` starts. ``starts`` names the lines' call ids
+        with their offsets within ``data``, for the offset map.
+
+        On a failure part-way (a full disk), the file is cut back to where
+        this write began before raising, so no line is ever glued to another
+        and the same lines can be written again. Raises OSError.
+        """
         fd = self._locked_fd()
         try:
-            written = os.write(fd, data)
-            if written != len(data):  # only on a full disk; finish the line so the file stays parseable
-                os.write(fd, data[written:])
-            # O_APPEND moved this descriptor's position to the end of our own line,
-            # whatever other processes appended around it
-            offset = os.lseek(fd, 0, os.SEEK_CUR) - len(data)
+            if self._torn:
+                _end_torn_line(fd)
+                self._torn = False
+            start = os.fstat(fd).st_size
+            done = 0
+            try:
+                while done < len(data):
+                    done += os.write(fd, data[done:])
+            except OSError:
+                self._cut_back(fd, start)  # all or nothing: the caller may write the same lines again
+                raise
+            # O_APPEND moved this descriptor's position to the end of our own
+            # lines, whatever other processes appended around them
+            begin = os.lseek(fd, 0, os.SEEK_CUR) - len(data)
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
-        call_id = line.get("id")
-        if isinstance(call_id, str):
-            self.offsets.add(call_id, offset)
-        return offset
+        for call_id, at in starts:
+            self.offsets.add(call_id, begin + at)
+        return begin
+
+    def _cut_back(self, fd: int, size: int) -> None:
+        try:
+            if os.fstat(fd).st_size > size:
+                os.ftruncate(fd, size)
+        except OSError:
+            self._torn = True  # end the torn line before the next one instead
 
     def rewrite_index(self, keep: Callable[[dict[str, Any]], bool]) -> int:
         """Rewrite the index with only the lines ``keep`` accepts; returns lines dropped.

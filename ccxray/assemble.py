@@ -117,6 +117,19 @@ def _frame_record(frame: WsFrame, started: float, parsed: bool, turn_ref: str | 
     return head + ',"text":' + json.dumps(frame.text, ensure_ascii=False) + "}"
 
 
+def _spilled_sample(head: bytes, call: HttpCall) -> bytes:
+    """A body that outgrew memory, summarized from its ends: the head up to its
+    last whole SSE event, then the tail from its first (usage and stop reason
+    come last). A body that is not an event stream gives only its head."""
+    if call.resp_headers and "text/event-stream" not in (hdr.get(call.resp_headers, "content-type") or ""):
+        return head
+    cut = head.rfind(b"\n\n")
+    start = call.resp_tail.find(b"\n\n")
+    if cut < 0 or start < 0:
+        return head
+    return head[:cut + 2] + call.resp_tail[start + 2:]
+
+
 def _frames_json(records: list[str]) -> RawJson:
     return RawJson(("[" + ",".join(records) + "]").encode("utf-8", "surrogatepass"))
 
@@ -163,6 +176,8 @@ class Assembler:
 
     def _http(self, call: HttpCall) -> Writes:
         raw = b"".join(call.resp_body)
+        if call.resp_spill is not None:
+            raw = _spilled_sample(raw, call)
         body, undecoded = decode_body(raw, call.resp_headers)
         summary = summarize_http(_provider(call.provider), call.req_headers, call.req_body,
                                  call.resp_headers, body if undecoded is None else b"",
@@ -191,9 +206,17 @@ class Assembler:
         if summary.response_is_raw and undecoded is None:
             writes.raw.append((f"{call.id}_res.body", body))
             response = {**summary.response, "bodyFile": f"{call.id}_res.body"}  # type: ignore[dict-item]
+        whole_json = summary.response_is_json and undecoded is None
+        if call.resp_spill is not None:  # the body is in its file already; the line comes from its ends
+            writes.raw.clear()
+            whole_json = False
+            response = {"bodyFile": call.resp_spill, "size": call.resp_size, "spilled": True,
+                        "truncated": call.resp_truncated}
+        if call.resp_note:
+            line["recordingError"] = call.resp_note
         writes.sidecars += [
             (call.id, "req", stored_req),
-            (call.id, "res", RawJson(body) if summary.response_is_json and undecoded is None else response),
+            (call.id, "res", RawJson(body) if whole_json else response),
             (call.id, "meta", _meta(call.method, call.url, call.upstream_url, call.req_headers,
                                     call.status, call.resp_headers)),
         ]

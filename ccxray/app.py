@@ -127,6 +127,11 @@ class App:
         with self._lock:
             return self._lock.wait_for(lambda: not any(c.busy for c in self._conns), timeout_s)
 
+    def close(self) -> None:
+        """After every connection has ended: close idle upstream sockets, write what is queued."""
+        self.pool.close()
+        self.recorder.close()
+
     def abort_all(self) -> None:
         with self._lock:
             entries = list(self._conns)

@@ -25,11 +25,6 @@ class Route:
     upstream: Upstream | None
     target: str  # path + query to send upstream (or the local path)
 
-    @property
-    def log_provider(self) -> str:
-        """The provider as logged: ChatGPT traffic is OpenAI's Responses API."""
-        return "openai" if self.provider == "chatgpt" else self.provider
-
 
 def _matches(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix + "/")

@@ -121,6 +121,11 @@ class Recorder:
             if fn in self._listeners:
                 self._listeners.remove(fn)
 
+    def handle_now(self, item: Item) -> None:
+        """Record one item on the caller's thread, exactly as the writer thread
+        would (parse, write, publish); for tools and tests without the thread."""
+        self._handle_batch([item])
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything submitted so far is written; False on timeout."""
         if self._thread is None:

@@ -47,7 +47,7 @@ def record(logs: Path, bodies: list[dict[str, Any]], started: float, prefix: str
     recorder = Recorder(store, asm)
     ids = [f"{prefix}{n:03d}" for n in range(len(bodies))]
     for n, (call_id, body) in enumerate(zip(ids, bodies)):
-        recorder._handle(call_of(call_id, body, started + n, session))  # the writer thread's own step
+        recorder.handle_now(call_of(call_id, body, started + n, session))
     store.close()
     return ids
 
@@ -145,7 +145,7 @@ def test_write_failure_resets_chains(tmp_path, monkeypatch):
         real(self, call_id, part, obj)
     monkeypatch.setattr(Store, "write_sidecar", second_req_fails)
     for n, body in enumerate(bodies):
-        recorder._handle(call_of(f"c{n}", body, time.time() + n))
+        recorder.handle_now(call_of(f"c{n}", body, time.time() + n))
     store.close()
     assert recorder.failures == 1 and not (logs / "c2_req.json").exists()
     assert delta_base(json.loads((logs / "c3_req.json").read_text())) is None  # never builds on c2
@@ -276,7 +276,7 @@ def test_compact_converts_an_old_websocket_connection_and_its_turns(tmp_path):
     logs = tmp_path / "logs"
     recorder = Recorder(Store(logs), Assembler(PriceTable.load()))
     for item in _ws_items(codex_ws_frames(6), time.time()):
-        recorder._handle(item)
+        recorder.handle_now(item)
     recorder.store.close()
     ids = [l["id"] for l in read_index(logs / "index.ndjson")]
     whole = {call_id: read_request(logs, call_id) for call_id in ids}

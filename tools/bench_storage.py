@@ -77,7 +77,7 @@ def _record(logs: Path, items: list[Any], whole: bool) -> list[float]:
     cpu = []
     for item in items:
         t = time.process_time()
-        recorder._handle(item)
+        recorder.handle_now(item)
         cpu.append(time.process_time() - t)
     recorder.store.close()
     return cpu

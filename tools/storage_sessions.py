@@ -45,7 +45,7 @@ def tool_list(count: int = 18) -> list[dict[str, Any]]:
 
 def _with_cache_mark(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Claude Code marks only the newest message for caching: earlier ones lose the mark."""
-    marked = json.loads(json.dumps(messages))
+    marked: list[dict[str, Any]] = json.loads(json.dumps(messages))
     last = marked[-1]
     if isinstance(last["content"], str):
         last["content"] = [{"type": "text", "text": last["content"]}]

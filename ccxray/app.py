@@ -85,13 +85,14 @@ class App:
         days = settings.retention_days
         if days is not None:
             def prune_old() -> None:
+                rec.assembler.forget_stored()  # a chain's base or a shared file may go
                 prune(rec.store, days)
             rec.run_on_writer(prune_old)
             rec.every(PRUNE_EVERY_S, prune_old)
 
         def restore_state() -> None:
             self.restore_stats = restore(rec.store.logs_dir, rec.assembler.sessions, self.sessions,
-                                         settings.restore_days)
+                                         settings.restore_days, offsets=rec.store.offsets)
         rec.run_on_writer(restore_state)
         rec.run_on_writer(self.line_index.refresh)  # the page's offset map, built before anyone opens it
 
@@ -130,6 +131,11 @@ class App:
         """Wait until no connection is busy; False if the grace period ran out."""
         with self._lock:
             return self._lock.wait_for(lambda: not any(c.busy for c in self._conns), timeout_s)
+
+    def close(self) -> None:
+        """After every connection has ended: close idle upstream sockets, write what is queued."""
+        self.pool.close()
+        self.recorder.close()
 
     def abort_all(self) -> None:
         with self._lock:

@@ -15,15 +15,18 @@ from typing import Any
 from . import headers as hdr
 from .decode import decode_body
 from .pricing import PriceTable
+from .reqdelta import Chains
 from .record import HttpCall, WsClosed, WsFrame, WsOpened, index_line, iso_ms
 from .store import RawJson
 from .sessions import Identity, SessionTracker, identify, prompt_hash
-from .summarize import identity_fields, summarize_http, summarize_turn
+from .summarize import Summary, identity_fields, summarize_http, summarize_turn
 from .wire.codex_ws import Turn, TurnTracker
 
 MAX_RECORDED_FRAME_BYTES = 64 * 1024 * 1024  # per connection; beyond it frames are logged by size
 MAX_WAITING_FRAMES = 1000
 MAX_REMEMBERED_PROMPTS = 10_000  # frames held back for an earlier one that may never come
+# where a Responses client names its agent type (DESIGN: Sessions and agents)
+AGENT_TYPE_HEADERS = ("x-openai-agent-type", "x-codex-agent-type", "x-openai-subagent", "x-codex-turn-metadata")
 
 
 @dataclass
@@ -48,6 +51,7 @@ class _WsState:
     waiting: list[tuple[int, int, WsFrame]] = field(default_factory=list)  # (seq, arrival, frame)
     next_seq: int = 1
     arrivals: int = 0
+    creates: int = 0  # response.create frames seen: the turn tracker numbers turns the same way
 
 
 def _provider(route_provider: str) -> str:
@@ -93,13 +97,17 @@ def _connection_identity(ident: Identity) -> Identity:
     return ident
 
 
-def _frame_record(frame: WsFrame, started: float, parsed: bool) -> str:
+def _frame_record(frame: WsFrame, started: float, parsed: bool, turn_ref: str | None = None) -> str:
     """One frame of the connection sidecar, as JSON text.
 
     A frame that parsed as JSON is embedded as its own text (already valid
-    JSON), so a long session is not decoded and encoded a second time.
+    JSON), so a long session is not decoded and encoded a second time. A
+    ``response.create`` names its turn instead (``turnRequest``): the turn's
+    request sidecar holds it, and read-back puts it back.
     """
     head = f'{{"ts":{round((frame.ts - started) * 1000, 3)},"dir":"{frame.direction}","size":{frame.size}'
+    if turn_ref is not None:
+        return head + ',"turnRequest":"' + turn_ref + '"}'
     if frame.text is None:
         return head + ',"binary":true}'
     if frame.truncated:
@@ -107,6 +115,19 @@ def _frame_record(frame: WsFrame, started: float, parsed: bool) -> str:
     if parsed:
         return head + ',"data":' + frame.text + "}"
     return head + ',"text":' + json.dumps(frame.text, ensure_ascii=False) + "}"
+
+
+def _spilled_sample(head: bytes, call: HttpCall) -> bytes:
+    """A body that outgrew memory, summarized from its ends: the head up to its
+    last whole SSE event, then the tail from its first (usage and stop reason
+    come last). A body that is not an event stream gives only its head."""
+    if call.resp_headers and "text/event-stream" not in (hdr.get(call.resp_headers, "content-type") or ""):
+        return head
+    cut = head.rfind(b"\n\n")
+    start = call.resp_tail.find(b"\n\n")
+    if cut < 0 or start < 0:
+        return head
+    return head[:cut + 2] + call.resp_tail[start + 2:]
 
 
 def _frames_json(records: list[str]) -> RawJson:
@@ -121,6 +142,22 @@ class Assembler:
         self.sessions = sessions or SessionTracker()
         self._ws: dict[str, _WsState] = {}
         self._prompts_stored: set[str] = set()
+        self.chains = Chains()
+
+    def forget_stored(self) -> None:
+        """Forget which shared files and chain bases exist: after a failed write or a
+        prune, the next requests are stored whole and name only files written anew."""
+        self._prompts_stored.clear()
+        self.chains.forget()
+
+    def _request_sidecar(self, call_id: str, request: object, chain: object, system_text: str | None,
+                         digest: str | None, writes: Writes) -> object | None:
+        """The request as stored: packed against its chain (reqdelta), None if it cannot be."""
+        packed = self.chains.pack(chain, call_id, request, system_text, digest)
+        if packed is None:
+            return None
+        writes.shared += [(f"blob_{sha}", value) for sha, value in packed.blobs.items()]
+        return packed.body
 
     def handle(self, item: object) -> Writes | None:
         """What to write for one relay fact (None: nothing yet)."""
@@ -139,6 +176,8 @@ class Assembler:
 
     def _http(self, call: HttpCall) -> Writes:
         raw = b"".join(call.resp_body)
+        if call.resp_spill is not None:
+            raw = _spilled_sample(raw, call)
         body, undecoded = decode_body(raw, call.resp_headers)
         summary = summarize_http(_provider(call.provider), call.req_headers, call.req_body,
                                  call.resp_headers, body if undecoded is None else b"",
@@ -160,18 +199,44 @@ class Assembler:
             isSSE=summary.is_sse, error=call.error, **fields,
         )
         writes = Writes(lines=[line])
-        line["systemPromptHash"] = self._store_system_prompt(summary.system_text, writes)
+        digest = line["systemPromptHash"] = self._store_system_prompt(summary.system_text, writes)
+        if self._is_complete_stream(call.error, summary.is_sse, summary.response_facts.is_terminal):
+            line["error"] = None
+        stored_req = self._http_request(call, summary, ident, digest, writes)
         if summary.response_is_raw and undecoded is None:
             writes.raw.append((f"{call.id}_res.body", body))
             response = {**summary.response, "bodyFile": f"{call.id}_res.body"}  # type: ignore[dict-item]
+        whole_json = summary.response_is_json and undecoded is None
+        if call.resp_spill is not None:  # the body is in its file already; the line comes from its ends
+            writes.raw.clear()
+            whole_json = False
+            response = {"bodyFile": call.resp_spill, "size": call.resp_size, "spilled": True,
+                        "truncated": call.resp_truncated}
+        if call.resp_note:
+            line["recordingError"] = call.resp_note
         writes.sidecars += [
-            (call.id, "req", RawJson(call.req_body) if summary.request_is_json else summary.request),
-            (call.id, "res", RawJson(body) if summary.response_is_json and undecoded is None else response),
+            (call.id, "req", stored_req),
+            (call.id, "res", RawJson(body) if whole_json else response),
             (call.id, "meta", _meta(call.method, call.url, call.upstream_url, call.req_headers,
                                     call.status, call.resp_headers)),
         ]
-        self._remember_prompt(summary.system_text, ident, writes)
+        self._remember_prompt(summary.system_text, ident, writes, _provider(call.provider), call.req_headers)
         return writes
+
+    def _http_request(self, call: HttpCall, summary: Summary, ident: Identity, digest: str | None,
+                      writes: Writes) -> object:
+        """The request sidecar: packed on its session's chain, else the body as it came."""
+        if not summary.request_is_json:
+            return summary.request
+        chain = (_provider(call.provider), ident.session_id, ident.is_subagent, digest)
+        packed = self._request_sidecar(call.id, summary.request, chain, summary.system_text, digest, writes)
+        return RawJson(call.req_body) if packed is None else packed
+
+    @staticmethod
+    def _is_complete_stream(error: str | None, is_sse: bool, is_terminal: bool) -> bool:
+        """A client that hangs up after the terminal event of a stream (Codex over HTTP
+        leaves before the chunked terminator) got everything: a normal end."""
+        return bool(error) and is_sse and is_terminal and str(error).startswith("client disconnected")
 
     def _store_system_prompt(self, system_text: str | None, writes: Writes) -> str | None:
         """Write ``shared/system_{hash}.json`` the first time a prompt is seen; returns the hash."""
@@ -185,9 +250,12 @@ class Assembler:
             writes.shared.append((f"system_{digest}", {"hash": digest, "text": system_text}))
         return digest
 
-    def _remember_prompt(self, system_text: str | None, ident: Identity, writes: Writes) -> None:
-        """Persist the agent type seen with a Codex prompt, so a restart restores it."""
-        if ident.agent != "codex" or not system_text or not ident.agent_type:
+    def _remember_prompt(self, system_text: str | None, ident: Identity, writes: Writes,
+                         provider: str, headers: list[tuple[str, str]]) -> None:
+        """Persist the agent type seen with a Responses prompt, so a restart restores it."""
+        if not system_text or not ident.agent_type:
+            return
+        if ident.agent != "codex" and not (provider == "openai" and any(hdr.get(headers, n) for n in AGENT_TYPE_HEADERS)):
             return
         prompt_hash = self.sessions.remember_prompt_agent(system_text, ident.agent_type)
         if prompt_hash:
@@ -232,7 +300,11 @@ class Assembler:
                 value, parsed = json.loads(frame.text), True
             except ValueError:
                 pass
-        state.frames[frame.direction].append(_frame_record(frame, state.opened.started, parsed))
+        turn_ref = None
+        if parsed and frame.direction == "c2u" and isinstance(value, dict) and value.get("type") == "response.create":
+            turn_ref = f"{state.opened.id}-t{state.creates}"
+            state.creates += 1
+        state.frames[frame.direction].append(_frame_record(frame, state.opened.started, parsed, turn_ref))
         turns = state.tracker.on_event(frame.direction, frame.ts, value, frame.size)
         return self._turn_writes(state, turns) if turns else None
 
@@ -244,18 +316,21 @@ class Assembler:
             ident = identify("openai", state.opened.req_headers, turn.request)
             system_text = turn.request_facts.system_text
             ident = self.sessions.resolve(ident if ident.session_id else state.identity, turn.started, system_text)
-            self._remember_prompt(system_text, ident, writes)
+            self._remember_prompt(system_text, ident, writes, "openai", state.opened.req_headers)
             state.identity = _richer(state.identity, ident)
             fields = summarize_turn(turn, self.prices)
             fields.update(identity_fields(ident))
-            fields["systemPromptHash"] = self._store_system_prompt(system_text, writes)
+            digest = fields["systemPromptHash"] = self._store_system_prompt(system_text, writes)
+            chain = ("ws", ident.session_id or state.opened.id, ident.is_subagent, digest)
+            stored_req = self._request_sidecar(turn_id, turn.request, chain, system_text, digest, writes)
             writes.lines.append(index_line(
                 id=turn_id, ts=iso_ms(turn.ended), receivedAt=int(turn.started * 1000), kind="turn",
                 transport="websocket", provider=_provider(state.opened.provider), method="WS",
                 url=state.opened.url, status=None if turn.partial else 200, isSSE=False,
                 connectionId=state.opened.id, error=turn.error, **fields,
             ))
-            writes.sidecars += [(turn_id, "req", turn.request), (turn_id, "res", turn.events)]
+            writes.sidecars += [(turn_id, "req", turn.request if stored_req is None else stored_req),
+                                (turn_id, "res", turn.events)]
         return writes
 
     def _ws_closed(self, closed: WsClosed) -> Writes | None:

@@ -20,7 +20,7 @@ from .config import ENV_HELP, Settings, environ, load_settings
 from .errors import ConfigError
 from .server import ProxyServer
 
-COMMANDS = ("claude", "codex", "tail", "usage")
+COMMANDS = ("claude", "codex", "tail", "usage", "show", "compact")
 THREAD_STACK_BYTES = 512 * 1024  # two relay threads per WebSocket: keep each one's stack small
 
 
@@ -41,6 +41,8 @@ def _env_epilog() -> str:
              "  codex [ARGS...]   run Codex through the proxy (openai_base_url, chatgpt_base_url)",
              "  tail [--json] [--session ID]   follow the log, one line per call",
              "  usage [--json] [--last 7d] [--session ID] [--cwd PATH]   cost and tokens from the log",
+             "  show ID [--req|--res|--meta]   print one call whole, as JSON",
+             "  compact           store the log's full requests as deltas, in place",
              "", "environment:"]
     lines += [f"  {name:<28}{text}" for name, text in ENV_HELP.items()]
     return "\n".join(lines)
@@ -102,6 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ns.command in ("tail", "usage"):
             from .logcli import run_log_command
             return run_log_command(ns.command, ns.args, _settings_for_logs(ns))
+        if ns.command in ("show", "compact"):
+            from .storecli import run_store_command
+            return run_store_command(ns.command, ns.args, _settings_for_logs(ns))
         settings = _settings(ns)
         if ns.command in ("claude", "codex"):
             from .launch import launch

@@ -32,6 +32,8 @@ ENV_HELP: dict[str, str] = {
     "NO_PROXY": "comma-separated hosts that bypass HTTPS_PROXY (also no_proxy; * for all)",
     "AUTH_TOKEN": "require X-Ccxray-Auth or ?token= on every request; required off loopback",
     "CCXRAY_MAX_BODY_MB": "largest request body accepted, in MB (default 50; larger gets 413)",
+    "CCXRAY_RECORD_MAX_MB": "response bytes kept in memory per call for the recorder (default 8); "
+                            "past it the body goes to its sidecar file as it streams",
     "CCXRAY_CONNECT_TIMEOUT_MS": "upstream connect + TLS timeout (default 10000)",
     "CCXRAY_READ_TIMEOUT_MS": "longest upstream silence before or during a response (default 600000)",
     "CCXRAY_HEADER_TIMEOUT_MS": "time a client has to send a whole request head (default 30000)",
@@ -104,6 +106,7 @@ class Settings:
     tunnel: ProxyTunnel | None = None
     auth_token: str | None = None
     max_body_bytes: int = 50 * 1024 * 1024
+    record_max_bytes: int = 8 * 1024 * 1024
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 600.0
     header_timeout_s: float = 30.0
@@ -249,6 +252,7 @@ def load_settings(
         tunnel=_parse_tunnel(env),
         auth_token=token,
         max_body_bytes=int(_env_number(env, "CCXRAY_MAX_BODY_MB", 50) * 1024 * 1024),
+        record_max_bytes=int(_env_number(env, "CCXRAY_RECORD_MAX_MB", 8) * 1024 * 1024),
         connect_timeout_s=ms("CCXRAY_CONNECT_TIMEOUT_MS", 10_000),
         read_timeout_s=ms("CCXRAY_READ_TIMEOUT_MS", 600_000),
         header_timeout_s=ms("CCXRAY_HEADER_TIMEOUT_MS", 30_000),

@@ -23,6 +23,7 @@ from typing import Callable
 import h11
 
 from . import headers as hdr
+from .bodykeep import BodyKeeper
 from .clientconn import ClientConn
 from .config import Settings
 from .errors import ClientGone, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
@@ -77,7 +78,8 @@ class Exchange:
         self.route = route
         self.submit = submit
         self.t0 = time.monotonic()
-        self.kept = 0
+        self.body = BodyKeeper(settings.record_max_bytes, settings.max_body_bytes,
+                               f"{settings.logs_dir}/{call.id}_res.body")
         self.finished = False
 
     def run(self, req: h11.Request) -> bool:
@@ -198,11 +200,7 @@ class Exchange:
                 raise UpstreamProtocolError(f"unexpected {type(event).__name__} in the response body")
 
     def _keep(self, data: bytes) -> None:
-        if self.kept + len(data) > self.settings.max_body_bytes:
-            self.call.resp_truncated = True
-            return
-        self.kept += len(data)
-        self.call.resp_body.append(bytes(data))
+        self.body.add(bytes(data))
 
     def _flush_quietly(self, out: bytearray) -> None:
         try:
@@ -225,6 +223,16 @@ class Exchange:
 
     def _finish(self, error: str | None) -> None:
         self.finished = True
+        self._hand_over_body()
         self.call.error = error
         self.call.elapsed_s = time.monotonic() - self.t0
         self.submit(self.call)
+
+    def _hand_over_body(self) -> None:
+        body, call = self.body, self.call
+        body.close()
+        call.resp_body, call.resp_size, call.resp_truncated = body.head, body.size, body.truncated
+        call.resp_note = body.error
+        if body.spilled:
+            call.resp_spill = f"{call.id}_res.body"
+            call.resp_tail = body.tail_bytes()

@@ -79,6 +79,10 @@ class HttpCall:
     resp_headers: list[Header] = field(default_factory=list)
     resp_body: list[bytes] = field(default_factory=list)
     resp_truncated: bool = False
+    resp_spill: str | None = None       # file name (in logs/) holding the raw body, when it outgrew memory
+    resp_tail: bytes = b""              # then: resp_body is the head, this the last bytes
+    resp_size: int = 0                  # bytes relayed
+    resp_note: str | None = None        # why the recorded body is incomplete, if it is
     first_byte_s: float | None = None   # seconds after start
     elapsed_s: float | None = None
     error: str | None = None

@@ -1,30 +1,51 @@
 """The recorder: one writer thread between the relays and the disk.
 
 Relays call :meth:`Recorder.submit` after the bytes have gone to the peer
-(peer first, recorder second). ``submit`` never blocks and never raises: it
-is one put on a C-level SimpleQueue, and when the backlog is over
-MAX_QUEUE_ITEMS the item is dropped and counted. All parsing, decoding,
-session inference and writing happen on the writer thread; a failing disk is
-reported once on stderr (logging) and traffic keeps flowing.
+(peer first, recorder second); it is one put on a C-level SimpleQueue. All
+parsing, decoding, session inference and writing happen on the writer
+thread, which takes whatever is queued as one batch and writes the batch's
+index lines with one ``write`` (whole lines only).
+
+Backlog policy (the disk or the CPU cannot keep up):
+- An HTTP call's line is always written. While more than BACKLOG_ITEMS
+  items wait, the connection that submitted a call waits (at most PACE_S,
+  after its client has the whole answer) before it reads its next request:
+  the index trails completed calls by a bounded amount, not by seconds.
+- While the backlog is over BACKLOG_ITEMS, bodies over LARGE_SIDECAR_BYTES
+  are not written; the line says so (``sidecarsDropped``).
+- WebSocket frames never wait (that would stall the relay); past
+  MAX_QUEUE_ITEMS they are dropped and counted.
+
+Failures are counted (``failures``, ``last_failure``), reported on stderr at
+most once a minute while they last, and traffic keeps flowing.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
 import time
 from typing import Any, Callable, Union
 
-from .assemble import Assembler
+from .assemble import Assembler, Writes
 from .record import HttpCall, IdFactory, WsClosed, WsFrame, WsOpened
-from .store import Store
+from .store import Store, dumps_line
 
 log = logging.getLogger("ccxray.recorder")
 
 Item = Union[HttpCall, WsOpened, WsFrame, list[WsFrame], WsClosed, Callable[[], None]]
 Listener = Callable[[dict[str, Any]], None]
 MAX_QUEUE_ITEMS = 100_000
+BACKLOG_ITEMS = 16
+PACE_S = 1.0
+MAX_BATCH = 512
+LINES_PER_WRITE = 32
+WRITE_EVERY_S = 0.01
+LARGE_SIDECAR_BYTES = 256 * 1024
+REPORT_EVERY_S = 60.0
+MAX_UNWRITTEN_LINES = 20_000  # lines kept for a retry after a failed write
 _STOP = object()
 
 
@@ -35,13 +56,20 @@ class Recorder:
         self.store = store
         self.assembler = assembler
         self.ids = IdFactory()
-        self.dropped = 0
-        self.failures = 0
+        self.dropped = 0             # frames not recorded: the backlog was over MAX_QUEUE_ITEMS
+        self.sidecars_dropped = 0    # calls whose large bodies were not written (backlog)
+        self.failures = 0            # writes that failed (disk full, permissions, ...)
+        self.last_failure: str | None = None
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._drained = threading.Condition()
+        self._calls_in = itertools.count(1)  # HTTP calls submitted
+        self._calls_out = 0                  # HTTP calls whose line was written (or failed)
         self._listeners: list[Listener] = []
         self._listeners_lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._reported = False
+        self._reported_at: float | None = None
+        self._failures_reported = 0
+        self._unwritten: list[tuple[dict[str, Any], bytes]] = []  # lines whose write failed, tried again first
         self._periodic: list[list[Any]] = []
 
     def start(self) -> None:
@@ -51,10 +79,27 @@ class Recorder:
     def new_id(self) -> str:
         return self.ids.new_id()
 
+    def health(self) -> dict[str, Any]:
+        """Counters for ``status`` and the dashboard (read from any thread)."""
+        return {"queued": self._queue.qsize(), "failures": self.failures, "lastFailure": self.last_failure,
+                "framesDropped": self.dropped, "sidecarsDropped": self.sidecars_dropped,
+                "linesPending": len(self._unwritten)}
+
     def submit(self, item: Item) -> None:
-        """Hand one fact (or a list of frames) to the writer thread; never blocks, never raises."""
-        if self._queue.qsize() >= MAX_QUEUE_ITEMS:
-            self.dropped += 1  # the disk cannot keep up: lose a record, never the traffic
+        """Hand one fact (or a list of frames) to the writer thread; never raises.
+
+        An HTTP call waits (bounded) while the backlog is long; nothing else does.
+        """
+        backlog = self._queue.qsize()
+        if backlog >= MAX_QUEUE_ITEMS and isinstance(item, (WsFrame, list)):
+            self.dropped += 1  # the disk cannot keep up: lose a frame record, never the traffic
+            return
+        if isinstance(item, HttpCall):
+            number = next(self._calls_in)  # atomic under the GIL
+            self._queue.put(item)
+            if number - self._calls_out >= BACKLOG_ITEMS and self._thread is not None:
+                with self._drained:
+                    self._drained.wait_for(lambda: number - self._calls_out < BACKLOG_ITEMS, PACE_S)
             return
         self._queue.put(item)
 
@@ -75,6 +120,11 @@ class Recorder:
         with self._listeners_lock:
             if fn in self._listeners:
                 self._listeners.remove(fn)
+
+    def handle_now(self, item: Item) -> None:
+        """Record one item on the caller's thread, exactly as the writer thread
+        would (parse, write, publish); for tools and tests without the thread."""
+        self._handle_batch([item])
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything submitted so far is written; False on timeout."""
@@ -99,45 +149,142 @@ class Recorder:
         for entry in self._periodic:
             if now >= entry[1]:
                 entry[1] = now + entry[0]
-                self._handle(entry[2])
+                self._run_task(entry[2])
             wait = min(wait, entry[1] - now)
         return max(wait, 0.01)
 
     def _run(self) -> None:
         while True:
             try:
-                item = self._queue.get(timeout=self._due())
+                batch = [self._queue.get(timeout=self._due())]
             except queue.Empty:
+                self._write([], 0)  # lines a full disk refused: try again
+                self._report()
                 continue
-            if item is _STOP:
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if not self._handle_batch(batch):
                 return
-            if isinstance(item, list):
-                for frame in item:
-                    self._handle(frame)
-            else:
-                self._handle(item)
 
-    def _handle(self, item: object) -> None:
+    def _handle_batch(self, batch: list[object]) -> bool:
+        """Handle a batch, writing as it goes every LINES_PER_WRITE lines or
+        WRITE_EVERY_S (the index never trails by a whole batch). False once
+        told to stop."""
+        chunk: list[Writes] = []
+        calls = lines = 0
+        backlog = self._queue.qsize() + len(batch) > BACKLOG_ITEMS
+        started = time.monotonic()
+        for item in batch:
+            if item is _STOP or callable(item):
+                self._write(chunk, calls)  # a task (flush, restore) sees every earlier line written
+                chunk, calls, lines = [], 0, 0
+                if item is _STOP:
+                    return False
+                self._run_task(item)  # type: ignore[arg-type]
+                continue
+            for fact in item if isinstance(item, list) else [item]:
+                writes = self._handle(fact, backlog)
+                if writes is not None:
+                    chunk.append(writes)
+                    lines += len(writes.lines)
+            calls += isinstance(item, HttpCall)
+            if lines >= LINES_PER_WRITE or time.monotonic() - started >= WRITE_EVERY_S:
+                self._write(chunk, calls)
+                chunk, calls, lines, started = [], 0, 0, time.monotonic()
+        self._write(chunk, calls)
+        self._report()
+        return True
+
+    def _write(self, chunk: list[Writes], calls: int) -> None:
+        """The chunk's index lines in one write, then its files, then the listeners.
+
+        Lines first: a completed call reaches the index within milliseconds
+        (a reader finds a sidecar missing for as long, or for good after a
+        kill -9: the line is what must survive). Listeners (the page) hear of
+        a line only once its files are there.
+        """
         try:
-            if callable(item):
-                item()
-                return
+            written = self._append([line for writes in chunk for line in writes.lines])
+            for writes in chunk:
+                self._write_files(writes)
+        finally:
+            if calls:  # submitters pacing on the backlog may go on
+                self._calls_out += calls
+                with self._drained:
+                    self._drained.notify_all()
+        for line in written:
+            self._publish(line)
+
+    def _run_task(self, task: Callable[[], None]) -> None:
+        try:
+            task()
+        except OSError as exc:  # restore or prune could not read or write the log
+            self._failed(exc)
+        except Exception:  # a task's bug must not stop recording
+            log.exception("ccxray: recorder task %r failed", task)
+
+    def _handle(self, item: object, backlog: bool) -> Writes | None:
+        """What one item writes (bodies left out when the backlog is long)."""
+        try:
             writes = self.assembler.handle(item)
-            if writes is None:
-                return
-            for name, data in writes.raw:
-                self.store.write_raw(name, data)
-            for call_id, part, obj in writes.sidecars:
-                self.store.write_sidecar(call_id, part, obj)
-            for name, obj in writes.shared:
-                self.store.write_shared(name, obj)
-            for line in writes.lines:
-                self.store.append(line)
-                self._publish(line)
-        except (OSError, ValueError, TypeError, RecursionError) as exc:
-            self._report(exc)
-        except Exception:  # the thread's one top-level catch: a parser bug must not stop recording
+        except Exception:  # the thread's one catch for parser bugs: they must not stop recording
             log.exception("ccxray: recorder could not handle %s", type(item).__name__)
+            return None
+        if writes is not None and backlog and isinstance(item, HttpCall) and _body_bytes(item) > LARGE_SIDECAR_BYTES:
+            self._drop_bodies(writes)
+        return writes
+
+    def _drop_bodies(self, writes: Writes) -> None:
+        self.sidecars_dropped += 1
+        writes.raw.clear()
+        writes.sidecars = [entry for entry in writes.sidecars if entry[1] == "meta"]
+        for line in writes.lines:
+            line["sidecarsDropped"] = True
+
+    def _write_files(self, writes: Writes) -> None:
+        """Sidecars, raw bodies and shared files; each failure is counted."""
+        for name, data in writes.raw:
+            self._attempt(self.store.write_raw, name, data)
+        for call_id, part, obj in writes.sidecars:
+            self._attempt(self.store.write_sidecar, call_id, part, obj)
+        for name, obj in writes.shared:
+            self._attempt(self.store.write_shared, name, obj)
+
+    def _attempt(self, write: Callable[..., object], *args: Any) -> bool:
+        try:
+            write(*args)
+        except (OSError, ValueError, TypeError, RecursionError) as exc:
+            self._failed(exc)
+            return False
+        return True
+
+    def _append(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Write ``lines`` after any a full disk refused before; returns the lines written."""
+        pending = self._unwritten
+        for line in lines:
+            try:
+                pending.append((line, dumps_line(line)))
+            except (ValueError, TypeError, RecursionError) as exc:
+                self._failed(exc)
+        if not pending:
+            return []
+        starts: list[tuple[str, int]] = []
+        at = 0
+        for line, data in pending:
+            if isinstance(line.get("id"), str):
+                starts.append((line["id"], at))
+            at += len(data)
+        try:
+            self.store.append_bytes(b"".join(data for _, data in pending), starts)
+        except OSError as exc:
+            self._failed(exc)
+            self._unwritten = pending[-MAX_UNWRITTEN_LINES:]  # tried again, first, with the next batch
+            return []
+        self._unwritten = []
+        return [line for line, _ in pending]
 
     def _publish(self, line: dict[str, Any]) -> None:
         with self._listeners_lock:
@@ -145,8 +292,24 @@ class Recorder:
         for fn in listeners:
             fn(line)
 
-    def _report(self, exc: BaseException) -> None:
+    def _failed(self, exc: BaseException) -> None:
+        self.assembler.forget_stored()  # no later request may build on what was not written
         self.failures += 1
-        if not self._reported:
-            self._reported = True
-            log.error("ccxray: recording failed (%s); traffic keeps flowing, further failures are counted", exc)
+        self.last_failure = f"{type(exc).__name__}: {exc}"
+        if self._reported_at is None:
+            self._report()
+
+    def _report(self) -> None:
+        """One stderr line a minute while writes keep failing."""
+        if self.failures == self._failures_reported:
+            return
+        now = time.monotonic()
+        if self._reported_at is not None and now - self._reported_at < REPORT_EVERY_S:
+            return
+        new = self.failures - self._failures_reported
+        self._reported_at, self._failures_reported = now, self.failures
+        log.error("ccxray: recording failed %d time(s) (last: %s); traffic keeps flowing", new, self.last_failure)
+
+
+def _body_bytes(call: HttpCall) -> int:
+    return len(call.req_body) + sum(len(chunk) for chunk in call.resp_body)

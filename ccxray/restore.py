@@ -18,9 +18,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .offsets import IndexOffsets, OffsetsBuilder
+from .retention import remove_unneeded
 from .sessionindex import SessionBuilder, SessionIndex
 from .sessions import Identity, SessionTracker
-from .store import INDEX_NAME, ReadStats, Store, read_index
+from .store import INDEX_NAME, ReadStats, Store, read_index_offsets
 
 PROMPT_META_PREFIX = "openai_prompt_meta_"
 
@@ -49,8 +51,10 @@ def _restore_prompt_agents(shared_dir: Path, tracker: SessionTracker) -> int:
 
 
 def restore(logs_dir: Path, tracker: SessionTracker, index: SessionIndex,
-            restore_days: float | None, now: float | None = None) -> RestoreStats:
-    """Rebuild in-memory state from the log; lines older than ``restore_days`` are ignored."""
+            restore_days: float | None, now: float | None = None,
+            offsets: IndexOffsets | None = None) -> RestoreStats:
+    """Rebuild in-memory state from the log; lines older than ``restore_days`` are ignored
+    (by the sessions, not by ``offsets``, which learns where every line starts)."""
     started = time.monotonic()
     now = time.time() if now is None else now
     cutoff_ms = None if restore_days is None else (now - restore_days * 86400) * 1000
@@ -58,7 +62,11 @@ def restore(logs_dir: Path, tracker: SessionTracker, index: SessionIndex,
     read = ReadStats()
     sessions = SessionBuilder()
     last_claude: dict[str, object] | None = None
-    for line in read_index(logs_dir / INDEX_NAME, read):
+    found = OffsetsBuilder() if offsets is not None else None
+    for offset, line in read_index_offsets(logs_dir / INDEX_NAME, read):
+        call_id = line.get("id")
+        if found is not None and isinstance(call_id, str):
+            found.add(call_id, offset)
         received = line.get("receivedAt")
         if cutoff_ms is not None and isinstance(received, (int, float)) and received < cutoff_ms:
             continue
@@ -66,6 +74,8 @@ def restore(logs_dir: Path, tracker: SessionTracker, index: SessionIndex,
         if line.get("agent") == "claude" and line.get("sessionId") and not line.get("sessionInferred"):
             last_claude = line
     index.adopt(sessions)
+    if offsets is not None and found is not None:
+        offsets.adopt(found)
     if last_claude is not None:
         _note_claude(last_claude, tracker)
     stats.lines, stats.skipped = read.lines, read.skipped
@@ -85,7 +95,11 @@ def _note_claude(line: dict[str, object], tracker: SessionTracker) -> None:
 
 
 def prune(store: Store, retention_days: float, now: float | None = None) -> int:
-    """Drop index lines and sidecars older than ``retention_days``; returns lines dropped."""
+    """Drop index lines and sidecars older than ``retention_days``; returns lines dropped.
+
+    A request sidecar that a kept call's delta chain builds on, and a shared
+    file a kept call names, stay (see :mod:`ccxray.retention`).
+    """
     now = time.time() if now is None else now
     cutoff_ms = (now - retention_days * 86400) * 1000
 
@@ -94,5 +108,5 @@ def prune(store: Store, retention_days: float, now: float | None = None) -> int:
         return not isinstance(received, (int, float)) or received >= cutoff_ms
 
     dropped = store.rewrite_index(keep)
-    store.remove_sidecars_older_than(cutoff_ms / 1000)
+    remove_unneeded(store.logs_dir, cutoff_ms / 1000)
     return dropped

@@ -25,11 +25,6 @@ class Route:
     upstream: Upstream | None
     target: str  # path + query to send upstream (or the local path)
 
-    @property
-    def log_provider(self) -> str:
-        """The provider as logged: ChatGPT traffic is OpenAI's Responses API."""
-        return "openai" if self.provider == "chatgpt" else self.provider
-
 
 def _matches(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix + "/")
@@ -49,8 +44,9 @@ def is_local(method: str, path: str) -> bool:
 
 
 def is_ws_path(path: str) -> bool:
-    """Only the Responses and Realtime APIs may be upgraded to WebSocket."""
-    return any(_matches(path, p) for p in WS_PATHS)
+    """Only the Responses and Realtime endpoints themselves (a query is allowed, a deeper
+    path like ``/v1/responses/extra`` is not) may be upgraded to WebSocket."""
+    return path in WS_PATHS
 
 
 def _join(prefix: str, path: str, query: str) -> str:

@@ -137,5 +137,4 @@ class ProxyServer:
             threads = list(self._threads)
         for thread in threads:
             thread.join()
-        self.app.pool.close()
-        self.app.recorder.close()
+        self.app.close()

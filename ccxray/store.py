@@ -16,9 +16,12 @@ import fcntl
 import json
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator
+from typing import IO, Any, Callable, Iterable, Iterator, Sequence
+
+from .offsets import IndexOffsets, OffsetsBuilder
 
 INDEX_NAME = "index.ndjson"
 SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -51,12 +54,14 @@ def _end_torn_line(fd: int) -> None:
 class Store:
     """Writes the log. Not thread-safe by itself: the recorder's one writer thread owns it."""
 
-    def __init__(self, logs_dir: Path) -> None:
+    def __init__(self, logs_dir: Path, offsets: IndexOffsets | None = None) -> None:
         self.logs_dir = logs_dir
+        self.offsets = offsets if offsets is not None else IndexOffsets()  # where each line starts
         self._logs = str(logs_dir)  # joined as strings per write: pathlib costs ~7 us a path
         self.shared_dir = logs_dir / "shared"
         self.index_path = logs_dir / INDEX_NAME
         self._fd: int | None = None
+        self._torn = False
 
     def _index_fd(self) -> int:
         if self._fd is None:
@@ -77,18 +82,60 @@ class Store:
             return fd
         fcntl.flock(fd, fcntl.LOCK_UN)
         self.close()
+        self._remap()  # another process pruned the file: every line moved
         return self._locked_fd()
 
-    def append(self, line: dict[str, Any]) -> None:
-        """Append one index line atomically. Raises OSError (disk full, ...)."""
-        data = dumps_line(line)
+    def _remap(self) -> None:
+        """Rebuild the offset map from the file as it is now."""
+        found = OffsetsBuilder()
+        for offset, line in read_index_offsets(self.index_path):
+            if isinstance(line.get("id"), str):
+                found.add(line["id"], offset)
+        self.offsets.adopt(found)
+
+    def append(self, line: dict[str, Any]) -> int:
+        """Append one index line atomically; returns the offset where it starts.
+        Raises OSError (disk full, ...)."""
+        call_id = line.get("id")
+        return self.append_bytes(dumps_line(line), [(call_id, 0)] if isinstance(call_id, str) else [])
+
+    def append_bytes(self, data: bytes, starts: Sequence[tuple[str, int]] = ()) -> int:
+        """Append whole lines (``dumps_line`` output) with one write; returns
+        the offset where ``data`` starts. ``starts`` names the lines' call ids
+        with their offsets within ``data``, for the offset map.
+
+        On a failure part-way (a full disk), the file is cut back to where
+        this write began before raising, so no line is ever glued to another
+        and the same lines can be written again. Raises OSError.
+        """
         fd = self._locked_fd()
         try:
-            written = os.write(fd, data)
-            if written != len(data):  # only on a full disk; finish the line so the file stays parseable
-                os.write(fd, data[written:])
+            if self._torn:
+                _end_torn_line(fd)
+                self._torn = False
+            start = os.fstat(fd).st_size
+            done = 0
+            try:
+                while done < len(data):
+                    done += os.write(fd, data[done:])
+            except OSError:
+                self._cut_back(fd, start)  # all or nothing: the caller may write the same lines again
+                raise
+            # O_APPEND moved this descriptor's position to the end of our own
+            # lines, whatever other processes appended around them
+            begin = os.lseek(fd, 0, os.SEEK_CUR) - len(data)
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
+        for call_id, at in starts:
+            self.offsets.add(call_id, begin + at)
+        return begin
+
+    def _cut_back(self, fd: int, size: int) -> None:
+        try:
+            if os.fstat(fd).st_size > size:
+                os.ftruncate(fd, size)
+        except OSError:
+            self._torn = True  # end the torn line before the next one instead
 
     def rewrite_index(self, keep: Callable[[dict[str, Any]], bool]) -> int:
         """Rewrite the index with only the lines ``keep`` accepts; returns lines dropped.
@@ -100,30 +147,20 @@ class Store:
         fd = self._index_fd()
         tmp = self.index_path.with_name(INDEX_NAME + ".prune")
         dropped = 0
+        kept = OffsetsBuilder()
         with open(self.index_path, "rb") as src, open(tmp, "wb") as dst:
-            dropped += _copy_kept(src, dst, keep, final=False)
+            dropped += _copy_kept(src, dst, keep, final=False, kept=kept)
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                dropped += _copy_kept(src, dst, keep, final=True)  # what was appended meanwhile
+                dropped += _copy_kept(src, dst, keep, final=True, kept=kept)  # what was appended meanwhile
                 dst.flush()
                 os.fsync(dst.fileno())
                 os.replace(tmp, self.index_path)
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
+        self.offsets.adopt(kept)
         self.close()
         return dropped
-
-    def remove_sidecars_older_than(self, cutoff_epoch_s: float) -> int:
-        """Delete per-call sidecars last written before the cutoff; returns how many."""
-        removed = 0
-        for path in self.logs_dir.glob("*_*.json"):
-            try:
-                if path.stat().st_mtime < cutoff_epoch_s:
-                    path.unlink()
-                    removed += 1
-            except OSError:
-                continue
-        return removed
 
     def _write_json(self, path: str | Path, obj: object) -> None:
         """Write a sidecar. No temp file and rename: its index line is appended
@@ -151,10 +188,15 @@ class Store:
         if not is_safe_id(name):
             raise ValueError(f"unsafe shared name {name!r}")
         self._index_fd()
-        path = self.shared_dir / f"{name}.json"
-        if path.exists():
+        path = f"{self.shared_dir}/{name}.json"
+        if os.path.exists(path):
             return False
-        self._write_json(path, obj)
+        # many calls will name this file: a crash must never leave half of it under its
+        # name, and another writer (thread or process) may be writing the same one now
+        fd, tmp = tempfile.mkstemp(dir=self.shared_dir, prefix=f".{name}.", suffix=".tmp")
+        os.close(fd)
+        self._write_json(tmp, obj)
+        os.replace(tmp, path)
         return True
 
     def close(self) -> None:
@@ -163,8 +205,10 @@ class Store:
             self._fd = None
 
 
-def _copy_kept(src: IO[bytes], dst: IO[bytes], keep: Callable[[dict[str, Any]], bool], final: bool) -> int:
-    """Copy the whole lines ``keep`` accepts (unparseable ones stay); returns lines dropped.
+def _copy_kept(src: IO[bytes], dst: IO[bytes], keep: Callable[[dict[str, Any]], bool], final: bool,
+               kept: OffsetsBuilder) -> int:
+    """Copy the whole lines ``keep`` accepts (unparseable ones stay); returns lines dropped
+    and adds (id, new offset) of each kept line to ``kept``.
 
     A line without its newline is still being written, unless ``final`` (under
     the exclusive lock nobody is writing): then it is a crash remnant, kept
@@ -187,8 +231,10 @@ def _copy_kept(src: IO[bytes], dst: IO[bytes], keep: Callable[[dict[str, Any]], 
             obj = None
         if isinstance(obj, dict) and not keep(obj):
             dropped += 1
-        else:
-            dst.write(raw)
+            continue
+        if isinstance(obj, dict) and isinstance(obj.get("id"), str):
+            kept.add(obj["id"], dst.tell())
+        dst.write(raw)
 
 
 def write_file(path: str | Path, data: bytes) -> None:
@@ -263,13 +309,26 @@ def _lines_between(raw: IO[bytes], start: int, stop: int | None) -> Iterator[str
         yield line.decode("utf-8", "replace")
 
 
-def read_sidecar(logs_dir: Path, call_id: str, part: str) -> object | None:
-    """A sidecar's JSON, or None if missing, unreadable or the id is unsafe."""
-    if not is_safe_id(call_id) or not part.isalpha():
-        return None
+def read_index_offsets(path: Path, stats: ReadStats | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Like :func:`read_index`, with the byte offset where each line starts."""
+    stats = stats if stats is not None else ReadStats()
     try:
-        with open(logs_dir / f"{call_id}_{part}.json", "rb") as fh:
-            value: object = json.load(fh)
-            return value
-    except (OSError, ValueError):
-        return None
+        with open(path, "rb") as raw:
+            offset = 0
+            for line in raw:
+                text = line.decode("utf-8", "replace").strip()
+                start, offset = offset, offset + len(line)
+                if not text:
+                    continue
+                try:
+                    obj, end = _DECODE(text)
+                except (ValueError, RecursionError):
+                    stats.skipped += 1
+                    continue
+                if end != len(text) or not isinstance(obj, dict):
+                    stats.skipped += 1
+                    continue
+                stats.lines += 1
+                yield start, obj
+    except FileNotFoundError:
+        return

@@ -55,12 +55,8 @@ class Summary:
         return self.request_facts.system_text
 
 
-def parse_body(body: bytes) -> object:
-    """A request body as recorded: parsed JSON, `{"text": ...}`, `{"base64": ...}`, or None when empty."""
-    return _parse_body(body)[0]
-
-
 def _parse_body(body: bytes) -> tuple[object, bool]:
+    """(request body as recorded: parsed JSON, `{"text": ...}`, `{"base64": ...}` or None, is_json)."""
     if not body:
         return None, False
     ok, value = loads_json(body)
@@ -86,14 +82,8 @@ def _is_sse(resp_headers: Sequence[Header], body: bytes) -> bool:
 RAW_BODY_BYTES = 64 * 1024  # a non-JSON body above this is kept as raw bytes, not a JSON string
 
 
-def parse_response(resp_headers: Sequence[Header], body: bytes) -> tuple[object, bool]:
-    """(recorded response, is_sse): SSE event list, parsed JSON, text, or None when empty."""
-    response, is_sse, _ = _parse_response(resp_headers, body)
-    return response, is_sse
-
-
 def _parse_response(resp_headers: Sequence[Header], body: bytes) -> tuple[object, bool, bool]:
-    """(recorded response, is_sse, is_json)."""
+    """(recorded response: SSE event list, parsed JSON, text or None, is_sse, is_json)."""
     if _is_sse(resp_headers, body):
         return [event_to_json(ev) for ev in parse_sse(body)], True, False
     if not body:

@@ -18,19 +18,18 @@ import logging
 import socket
 import threading
 import time
-
-from wsproto.connection import ConnectionState
+from typing import Callable
 
 from . import closecodes
-from .app import App
 from .netio import RECV_BYTES
-from .waits import wait_readable
 from .record import WsFrame
+from .waits import wait_readable
 from .wsbridge import MessageSeen, Output, Side, WsBridge
 
 log = logging.getLogger("ccxray.ws")
 CLOSE_TIMEOUT_S = 5.0
 FINAL_FLUSH_S = 1.0
+LOG_DIRECTION = {Side.CLIENT: "c2u", Side.UPSTREAM: "u2c"}  # the sidecars' spelling of who sent a frame
 
 
 def shutdown_quietly(sock: socket.socket) -> None:
@@ -44,8 +43,9 @@ def shutdown_quietly(sock: socket.socket) -> None:
 class Pair:
     """Two sockets around one WsBridge, pumped by two threads."""
 
-    def __init__(self, app: App, conn_id: str, client_sock: socket.socket, up_sock: socket.socket, bridge: WsBridge) -> None:
-        self.app = app
+    def __init__(self, conn_id: str, client_sock: socket.socket, up_sock: socket.socket, bridge: WsBridge,
+                 submit: Callable[[list[WsFrame]], None], idle_s: float) -> None:
+        self.submit = submit
         self.conn_id = conn_id
         self.socks = {Side.CLIENT: client_sock, Side.UPSTREAM: up_sock}
         self.bridge = bridge
@@ -55,7 +55,7 @@ class Pair:
         self.last_activity = time.monotonic()
         self.close_deadline: float | None = None
         self.terminated = threading.Event()
-        self.idle_s = app.settings.ws_idle_timeout_s
+        self.idle_s = idle_s
 
     def apply(self, out: Output, received: float | None = None) -> None:
         """Send what a bridge call produced (under the send locks), then record messages."""
@@ -69,9 +69,11 @@ class Pair:
         for side in Side:
             if out.to[side]:
                 self._flush(side)
+        for side in out.hangup:
+            shutdown_quietly(self.socks[side])
         if out.messages:
             now = time.time() if received is None else received
-            self.app.recorder.submit([self._frame(msg, now) for msg in out.messages])
+            self.submit([self._frame(msg, now) for msg in out.messages])
         if finished:
             self.terminate()
 
@@ -87,7 +89,7 @@ class Pair:
                 shutdown_quietly(self.socks[side])  # its pump sees EOF and reports the drop
 
     def _frame(self, msg: MessageSeen, now: float) -> WsFrame:
-        return WsFrame(self.conn_id, msg.direction, now, msg.text, msg.size, msg.truncated, msg.seq)
+        return WsFrame(self.conn_id, LOG_DIRECTION[msg.side], now, msg.text, msg.size, msg.truncated, msg.seq)
 
     def feed(self, side: Side, data: bytes | None) -> None:
         received = time.time()  # frames are stamped when the proxy got them, not when forwarded
@@ -161,7 +163,7 @@ class Pair:
         sock = self.socks[side]
         while not self.terminated.is_set():
             with self.lock:
-                if self.bridge.read_done[side] or self.bridge.ws[side].state is ConnectionState.CLOSED:
+                if not self.bridge.wants_read(side):
                     return
             try:
                 ready = wait_readable(sock, self.time_left())

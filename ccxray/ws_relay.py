@@ -37,7 +37,7 @@ from .app import App, ConnEntry
 from .clientconn import ClientConn
 from .errors import ClientGone, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
 from .http_relay import decode_headers, encode_headers
-from .netio import RECV_BYTES, close_quietly, make_blocking
+from .netio import RECV_BYTES, UpstreamConn, UpstreamPool, close_quietly, make_blocking
 from .record import CloseInfo, WsClosed, WsOpened
 from .routing import Route
 from .waits import wait_watching
@@ -73,14 +73,21 @@ class HandshakeFailed(Exception):
 class Upgrade:
     """The handshake phase, on the connection's thread."""
 
-    def __init__(self, app: App, client: ClientConn, target: str, headers: list[tuple[str, str]], where: Route) -> None:
-        self.app = app
+    def __init__(self, pool: UpstreamPool, client: ClientConn, headers: list[tuple[str, str]], where: Route,
+                 timeout_s: float, max_held: int) -> None:
+        self.pool = pool
         self.client = client
         self.headers = headers
         self.where = where
-        self.deadline = time.monotonic() + app.settings.ws_idle_timeout_s
+        self.timeout_s = timeout_s
+        self.deadline = time.monotonic() + timeout_s
+        self.max_held = max_held
         self.held = bytearray()
-        self.up_sock: socket.socket | None = None
+        self.up: UpstreamConn | None = None
+
+    @property
+    def up_sock(self) -> socket.socket | None:
+        return self.up.sock if self.up is not None else None
 
     def upstream_headers(self) -> list[tuple[str, str]]:
         assert self.where.upstream is not None
@@ -91,29 +98,21 @@ class Upgrade:
         """Open upstream and replay the upgrade; raise HandshakeFailed with the status to answer."""
         assert self.where.upstream is not None
         self._check_held()
-        try:
-            self.up_sock = self.app.pool.open(self.where.upstream)
-        except (UpstreamConnectError, UpstreamTimeout, UpstreamProtocolError) as exc:
-            raise HandshakeFailed(exc.status_hint, str(exc)) from exc
-        up = h11.Connection(h11.CLIENT)
         request = h11.Request(method="GET", target=self.where.target.encode("latin-1"),
                               headers=encode_headers(self.upstream_headers()))
         try:
-            self.up_sock.sendall(up.send(request) + (up.send(h11.EndOfMessage()) or b""))
-        except OSError as exc:
-            raise HandshakeFailed(502, f"writing the upgrade to upstream failed: {exc}") from exc
-        return self._await_answer(up)
+            self.up = UpstreamConn(self.where.upstream, self.pool.open(self.where.upstream))
+            self.up.send(request, h11.EndOfMessage())
+            return self._await_answer(self.up)
+        except (UpstreamConnectError, UpstreamTimeout, UpstreamProtocolError) as exc:
+            raise HandshakeFailed(exc.status_hint, f"WebSocket upgrade: {exc}") from exc
 
-    def _await_answer(self, up: h11.Connection) -> Handshake:
-        assert self.up_sock is not None
+    def _await_answer(self, up: UpstreamConn) -> Handshake:
         answer: Handshake | None = None
         while True:
-            try:
-                event = up.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise HandshakeFailed(502, f"upstream broke HTTP during the upgrade: {exc}") from exc
+            event = up.next_event()
             if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
-                return Handshake(101, decode_headers(list(event.headers.raw_items())), b"", up.trailing_data[0])
+                return Handshake(101, decode_headers(list(event.headers.raw_items())), b"", up.proto.trailing_data[0])
             if isinstance(event, h11.Response):
                 answer = Handshake(event.status_code, decode_headers(list(event.headers.raw_items())))
             elif isinstance(event, h11.Data) and answer is not None:
@@ -123,22 +122,17 @@ class Upgrade:
             elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
                 raise HandshakeFailed(502, "upstream closed the connection during the WebSocket upgrade")
             elif event is h11.NEED_DATA:
-                up.receive_data(self._wait_upstream())
+                self._wait_upstream(up)
+                up.feed(up.recv_some())
 
-    def _wait_upstream(self) -> bytes:
-        """Next upstream bytes; meanwhile hold what the client pipelines (bounded)."""
-        assert self.up_sock is not None
-
+    def _wait_upstream(self, up: UpstreamConn) -> None:
+        """Wait for upstream bytes; meanwhile hold what the client pipelines (bounded)."""
         def on_client() -> bool:
             self._hold_client_bytes()
             return True
 
-        if not wait_watching(self.up_sock, self.client.sock, self.deadline, on_client):
-            raise HandshakeFailed(504, f"upstream did not answer the WebSocket upgrade within {self.app.settings.ws_idle_timeout_s:g}s")
-        try:
-            return self.up_sock.recv(RECV_BYTES)
-        except OSError as exc:
-            raise HandshakeFailed(502, f"reading the upgrade answer failed: {exc}") from exc
+        if not wait_watching(up.sock, self.client.sock, self.deadline, on_client):
+            raise HandshakeFailed(504, f"upstream did not answer the WebSocket upgrade within {self.timeout_s:g}s")
 
     def _hold_client_bytes(self) -> None:
         try:
@@ -151,7 +145,7 @@ class Upgrade:
         self._check_held()
 
     def _check_held(self) -> None:
-        limit = self.app.settings.ws_max_queue_bytes
+        limit = self.max_held
         if len(self.held) + len(self.client.h11.trailing_data[0]) > limit:
             raise HandshakeFailed(413, f"client sent more than {limit} bytes before upstream accepted "
                                        "the WebSocket (CCXRAY_WS_MAX_QUEUE_BYTES)")
@@ -179,6 +173,12 @@ def _accept_client(client: ClientConn, shake: Handshake) -> None:
     client.send(h11.InformationalResponse(status_code=101, headers=encode_headers(headers)))
 
 
+def _count_keys(counts: dict[Side, int] | None) -> dict[str, int]:
+    """Per-sender counts in the index line's spelling."""
+    counts = counts or {}
+    return {"clientToUpstream": counts.get(Side.CLIENT, 0), "upstreamToClient": counts.get(Side.UPSTREAM, 0)}
+
+
 class WsSession:
     """One proxied WebSocket from upgrade to the recorded end."""
 
@@ -191,7 +191,8 @@ class WsSession:
         self.where = where
         self.conn_id = app.recorder.new_id()
         self.t0 = time.monotonic()
-        self.upgrade = Upgrade(app, client, target, headers, where)
+        self.upgrade = Upgrade(app.pool, client, headers, where, app.settings.ws_idle_timeout_s,
+                               app.settings.ws_max_queue_bytes)
         assert where.upstream is not None
         app.recorder.submit(WsOpened(self.conn_id, time.time(), target, where.provider,
                                      where.upstream.url(where.target), headers))
@@ -212,10 +213,9 @@ class WsSession:
 
     def _closed(self, status: int, close: CloseInfo, error: str | None, shake: Handshake | None = None,
                 bridge: WsBridge | None = None) -> None:
-        zero = {"clientToUpstream": 0, "upstreamToClient": 0}
         self.app.recorder.submit(WsClosed(
             self.conn_id, status, shake.headers if shake else [], shake.body if shake else b"", close,
-            dict(bridge.frame_counts) if bridge else zero, dict(bridge.byte_counts) if bridge else dict(zero),
+            _count_keys(bridge.frame_counts if bridge else None), _count_keys(bridge.byte_counts if bridge else None),
             time.monotonic() - self.t0, error))
 
     def _handshake(self) -> Handshake | None:
@@ -258,7 +258,8 @@ class WsSession:
         make_blocking(self.upgrade.up_sock, self.app.settings.ws_idle_timeout_s)
         make_blocking(self.client.sock, self.app.settings.ws_idle_timeout_s)
         bridge = WsBridge(self.client.h11.trailing_data[0] + bytes(self.upgrade.held), shake.upstream_trailing)
-        pair = Pair(self.app, self.conn_id, self.client.sock, self.upgrade.up_sock, bridge)
+        pair = Pair(self.conn_id, self.client.sock, self.upgrade.up_sock, bridge, self.app.recorder.submit,
+                    self.app.settings.ws_idle_timeout_s)
         self.entry.on_stop.append(lambda: pair.close_both(closecodes.GOING_AWAY, "ccxray is shutting down"))
         failure: str | None = None
         try:

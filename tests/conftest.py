@@ -121,7 +121,10 @@ class ProxyHandle:
         def ready() -> list[dict[str, Any]] | None:
             found = list(read_index(self.logs / "index.ndjson"))
             return found if pred(found) else None
-        return wait_until(ready, timeout, what)  # type: ignore[no-any-return]
+        found = wait_until(ready, timeout, what)
+        # a line reaches the index just before its sidecars and the live listeners: wait for those too
+        assert self.server.recorder.flush(timeout), "recorder did not flush"
+        return found  # type: ignore[no-any-return]
 
     def sidecar(self, call_id: str, part: str) -> Any:
         import json

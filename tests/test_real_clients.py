@@ -24,6 +24,7 @@ from typing import Any, Iterator
 import pytest
 
 from ccxray.config import load_settings
+from ccxray.readback import read_request
 from ccxray.server import ProxyServer
 from ccxray.store import read_index
 from tools.fake_upstream import FakeUpstream
@@ -145,7 +146,7 @@ def check_codex_websocket(fake: FakeUpstream, proxy: ProxyHandle, result: rc.Run
     assert rc.same_path(turn["cwd"], repo), turn["cwd"]
     assert prewarm["cwd"] is None or rc.same_path(prewarm["cwd"], repo), prewarm["cwd"]
 
-    recorded = proxy.sidecar(conn["id"], "req")
+    recorded = read_request(proxy.logs, conn["id"])
     assert recorded[0]["data"]["generate"] is False
     # The client dropped TCP; upstream gets a close frame (1011) from the proxy.
     wait_until(lambda: [s for s in fake.seen if s.get("ws") and s["target"] == target

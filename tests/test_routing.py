@@ -48,7 +48,7 @@ def test_prefix_and_v1_not_doubled():
 
 
 @pytest.mark.parametrize("path,ok", [
-    ("/v1/responses", True), ("/v1/realtime", True), ("/v1/responses/x", True),
+    ("/v1/responses", True), ("/v1/realtime", True), ("/v1/responses/x", False), ("/v1/responses/extra", False),
     ("/v1/messages", False), ("/v1/models", False), ("/v1/responsesX", False),
 ])
 def test_ws_paths(path, ok):

@@ -16,6 +16,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 from websockets.sync.server import serve
 
+from ccxray.readback import read_request
+
 from .conftest import FIXTURES, wait_until
 
 CREATE = {"type": "response.create", "model": "gpt-5.5", "input": [{"type": "message", "role": "user",
@@ -71,7 +73,7 @@ def test_codex_session_two_turns_recorded(fake, proxy):
     assert conn["sessionId"] == "019e-session" and conn["cwd"] == "/work/repo"
     assert turns[1]["usage"]["output_tokens"] == 2 and turns[1]["model"] == "gpt-5.5"
     assert turns[1]["cost"]["total"] > 0 and turns[1]["cost"]["currency"] == "USD"  # gpt-5.5 is in the table
-    frames = proxy.sidecar(conn["id"], "req")
+    frames = read_request(proxy.logs, conn["id"])
     assert frames[0]["data"]["generate"] is False
     assert "sk-proj-secret" not in "".join(p.read_text() for p in proxy.logs.rglob("*.json*"))
 
@@ -350,10 +352,10 @@ def test_many_concurrent_sessions(fake, proxy):
 def test_a_relay_bug_still_ends_in_one_recorded_line(fake, proxy, monkeypatch, caplog):
     from ccxray.wsbridge import WsBridge
 
-    def broken(self, side, event, out):
+    def broken(self, side, data, out):
         raise RuntimeError("simulated bridge bug")
 
-    monkeypatch.setattr(WsBridge, "_whole_message", broken)
+    monkeypatch.setattr(WsBridge, "_feed_into", broken)
     with connect(ws_url(proxy), additional_headers={"x-fake-mode": "echo"}) as ws:
         ws.send("trigger")
         with pytest.raises(ConnectionClosed):

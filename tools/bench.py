@@ -1,6 +1,15 @@
 """Benchmark ccxray against a direct connection to the fake upstream, in one run.
 
-    python tools/bench.py [--quick] [--only http|ws] [--json OUT] [--workers N]
+    python tools/bench.py [--quick] [--only http|ws|log|storage] [--json OUT] [--workers N]
+                          [--peer LABEL=COMMAND ...]
+
+``--peer`` measures another proxy in the same run, beside ccxray and direct,
+from its start command; ``{port}``, ``{upstream}`` (http://127.0.0.1:UP) and
+``{home}`` (a throwaway folder) are filled in, and it also gets PROXY_PORT,
+ANTHROPIC_BASE_URL, OPENAI_BASE_URL, CHATGPT_BASE_URL and HOME. E.g.
+``--peer 'node=node /path/to/ccxray-node/server/index.js --port {port}'`` or
+``--peer 'mitm=mitmdump --mode reverse:{upstream} -p {port} -w {home}/flows'``.
+A last table puts every target's proxy column side by side.
 
 Starts ``tools/fake_upstream.py`` and ``python -m ccxray`` as separate
 processes on free loopback ports (with a throwaway CCXRAY_HOME), runs every
@@ -39,8 +48,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `tools.bench_
 from tools.bench_http import SMALL_TARGET, run_http, timed_requests  # noqa: E402
 from tools.bench_log import run_log  # noqa: E402
 from tools.bench_plan import Plan, Report  # noqa: E402
+from tools.bench_storage import run_storage  # noqa: E402
 from tools.bench_procs import BenchSetupError, Services  # noqa: E402
-from tools.bench_report import render_table, summary  # noqa: E402
+from tools.bench_report import fmt, render_table, summary  # noqa: E402
 from tools.bench_wire import BenchProtocolError  # noqa: E402
 from tools.bench_ws import close_session, open_session, rtt_samples, run_ws  # noqa: E402
 
@@ -48,12 +58,19 @@ from tools.bench_ws import close_session, open_session, rtt_samples, run_ws  # n
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="ccxray benchmark: direct vs through the proxy")
     parser.add_argument("--quick", action="store_true", help="fewer samples, shorter loads (about 40 s)")
-    parser.add_argument("--only", choices=("http", "ws", "log"),
-                        help="run only the HTTP, the WebSocket or the log (restore, usage, parser) tests")
+    parser.add_argument("--only", choices=("http", "ws", "log", "storage"),
+                        help="run only the HTTP, the WebSocket, the log (restore, usage, parser) "
+                             "or the storage (delta bytes, read-back) tests")
     parser.add_argument("--json", metavar="OUT", help="also write the results as JSON to OUT")
     parser.add_argument("--workers", type=int, default=max(2, os.cpu_count() or 2),
                         help="load-generator processes for the concurrent tests (default: cores, at least 2)")
-    return parser.parse_args(argv)
+    parser.add_argument("--peer", action="append", default=[], metavar="LABEL=COMMAND",
+                        help="also measure this proxy, started by COMMAND (repeatable)")
+    args = parser.parse_args(argv)
+    for peer in args.peer:
+        if "=" not in peer:
+            parser.error(f"--peer wants LABEL=COMMAND, got {peer!r}")
+    return args
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -98,28 +115,57 @@ def _finish_notes(svc: Services, report: Report) -> None:
     report.details["proxy_stderr_head"] = logged[:20]
 
 
-def run(args: argparse.Namespace) -> tuple[Report, Plan]:
+def run(args: argparse.Namespace) -> tuple[Report, Plan, dict[str, Report]]:
     plan = Plan.quick_run(args.workers) if args.quick else Plan.full(args.workers)
     report = Report()
     print(_setup_text(plan), flush=True)
     if args.only in (None, "log"):
         run_log(report, args.quick)
-    if args.only == "log":
-        return report, plan
-    with Services() as svc:
+    if args.only in (None, "storage"):
+        run_storage(report, args.quick)
+    peers: dict[str, Report] = {}
+    if args.only in ("log", "storage"):
+        return report, plan, peers
+    _run_target(None, args.only, plan, report)
+    for spec in args.peer:
+        label, cmd = spec.split("=", 1)
+        print(f"\npeer {label}: {cmd}", flush=True)
+        peers[label] = Report()
+        _run_target(cmd, args.only, plan, peers[label])
+    return report, plan, peers
+
+
+def _run_target(cmd: str | None, only: str | None, plan: Plan, report: Report) -> None:
+    """Every measurement through one proxy (ccxray when ``cmd`` is None) and direct."""
+    with Services(cmd) as svc:
         print(f"fake upstream pid {svc.fake.pid if svc.fake else '?'} port {svc.fake_port}; "
               f"proxy pid {svc.proxy_pid} port {svc.proxy_port}", flush=True)
-        _preflight(svc, args.only)
-        if args.only in (None, "http"):
+        _preflight(svc, only)
+        if only in (None, "http"):
             run_http(svc, plan, report)
-        if args.only in (None, "ws"):
+        if only in (None, "ws"):
             run_ws(svc, plan, report)
         _finish_notes(svc, report)
-    return report, plan
 
 
-def _write_json(path: str, report: Report, plan: Plan, elapsed_s: float) -> None:
+def side_by_side(ours: Report, peers: dict[str, Report]) -> str:
+    """metric | unit | direct | ccxray | each peer, in Markdown (rows matched by section and metric)."""
+    labels = list(peers)
+    found = {label: {(r.section, r.metric): r.proxy for r in rep.rows} for label, rep in peers.items()}
+    out = ["| metric | unit | direct | ccxray | " + " | ".join(labels) + " |",
+           "|---|---|---|---|" + "---|" * len(labels)]
+    for row in ours.rows:
+        if row.proxy is None:
+            continue
+        cells = [fmt(found[label].get((row.section, row.metric))) for label in labels]
+        out.append(f"| {row.metric.strip()} | {row.unit} | {fmt(row.direct)} | {fmt(row.proxy)} | "
+                   + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def _write_json(path: str, report: Report, plan: Plan, elapsed_s: float, peers: dict[str, Report]) -> None:
     data: dict[str, Any] = {
+        "peers": {label: [row.to_json() for row in peer.rows] for label, peer in peers.items()},
         "plan": plan.__dict__, "elapsed_s": elapsed_s, "cores": os.cpu_count(),
         "python": platform.python_version(), "rows": [row.to_json() for row in report.rows],
         "notes": report.notes, "details": report.details,
@@ -132,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     started = time.monotonic()
     try:
-        report, plan = run(args)
+        report, plan, peers = run(args)
     except KeyboardInterrupt:
         print("interrupted; everything started was stopped", file=sys.stderr)
         return 130
@@ -146,8 +192,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for text in report.notes:
         print(f"- {text}")
     print(f"\n{summary(report.rows)}; run took {elapsed:.0f}s")
+    for label, peer in peers.items():
+        print(f"\n[{label}]\n{render_table(peer.rows)}")
+    if peers:
+        print("\n" + side_by_side(report, peers))
     if args.json:
-        _write_json(args.json, report, plan, elapsed)
+        _write_json(args.json, report, plan, elapsed, peers)
     return 0
 
 

@@ -20,7 +20,9 @@ import ctypes
 import json
 import os
 import re
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -136,6 +138,25 @@ def _wait_for_line(proc: subprocess.Popen[bytes], out: Path, pattern: re.Pattern
     raise BenchSetupError(f"{what} did not start (exit {proc.poll()}): {err}")
 
 
+def free_port() -> int:
+    """A loopback port free a moment ago (a peer that cannot take port 0 gets this)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(proc: subprocess.Popen[bytes], port: int, out: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(POLL_S)
+    err = out.with_suffix(".err").read_text(errors="replace")[-2000:]
+    raise BenchSetupError(f"the peer did not listen on {port} (exit {proc.poll()}): {err}")
+
+
 def _stop(proc: subprocess.Popen[bytes] | None) -> None:
     if proc is None or proc.poll() is not None:
         return
@@ -154,7 +175,9 @@ def _stop(proc: subprocess.Popen[bytes] | None) -> None:
 class Services:
     """The fake upstream and the proxy in front of it, with a throwaway CCXRAY_HOME."""
 
-    def __init__(self) -> None:
+    def __init__(self, proxy_cmd: str | None = None) -> None:
+        """``proxy_cmd``: start a peer instead of ccxray (placeholders {port}, {upstream}, {home})."""
+        self.proxy_cmd = proxy_cmd
         self._tmp = tempfile.TemporaryDirectory(prefix="ccxray-bench-")
         self.home = Path(self._tmp.name)
         self.fake: subprocess.Popen[bytes] | None = None
@@ -208,9 +231,23 @@ class Services:
             "CHATGPT_BASE_URL": base + "/backend-api/codex",
             "CCXRAY_SHUTDOWN_GRACE_MS": "2000",
         })
+        if self.proxy_cmd is not None:
+            self._start_peer(self.proxy_cmd, base, env, out)
+            return
         args = [sys.executable, "-m", "ccxray", "--port", "0", "--no-browser"]
         self.proxy = _spawn(args, env, out)
         self.proxy_port = int(_wait_for_line(self.proxy, out, PROXY_URL, "proxy").group(1))
+
+    def _start_peer(self, cmd: str, upstream: str, env: dict[str, str], out: Path) -> None:
+        """Another proxy (the Node original, mitmproxy, ...) from its command line."""
+        port = free_port()
+        peer_home = self.home / f"peer{self._proxy_starts}"
+        peer_home.mkdir()
+        env.update(PROXY_PORT=str(port), HOME=str(peer_home), BROWSER="none")
+        args = shlex.split(cmd.format(port=port, upstream=upstream, home=peer_home))
+        self.proxy = _spawn(args, env, out)
+        _wait_for_port(self.proxy, port, out)
+        self.proxy_port = port
 
     @property
     def proxy_pid(self) -> int:

@@ -16,7 +16,7 @@ import os
 import socket
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import h11
 from wsproto.connection import Connection as WsConnection
@@ -35,17 +35,14 @@ from tools.fake_answers import (
 )
 from tools.fake_modes import HTTP_MODES, WS_MODES, Mode, ModeError, parse_mode
 from tools.fake_payloads import anthropic_agent_events, json_bytes, parse_json_object, pattern_pieces, sse_data
-from tools.fake_shared import IDLE_TIMEOUT_S, RECV_BYTES, STEP_TIMEOUT_S, wait_for_peer_eof
+from tools.fake_shared import FakeContext, IDLE_TIMEOUT_S, RECV_BYTES, STEP_TIMEOUT_S, wait_for_peer_eof
 from tools.fake_ws import WsSession, accept_token, is_ws_path, negotiate_deflate
-
-if TYPE_CHECKING:
-    from tools.fake_upstream import FakeUpstream
 
 
 class HttpConnection:
     """Serves HTTP/1.1 exchanges on one accepted socket; hands a WebSocket upgrade to WsSession."""
 
-    def __init__(self, server: FakeUpstream, sock: socket.socket) -> None:
+    def __init__(self, server: FakeContext, sock: socket.socket) -> None:
         self.server = server
         self.sock = sock
         self.client_h11 = h11.Connection(h11.SERVER)

@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from tools.fake_payloads import Json, json_bytes
 
@@ -120,6 +120,24 @@ class StepGate:
     def wake_all(self) -> None:
         with self._cond:
             self._cond.notify_all()
+
+
+# ---------------------------------------------------------------- the server, as its handlers see it
+
+
+class FakeContext(Protocol):
+    """What the HTTP and WebSocket handlers use of the fake upstream (no import of it: no cycle)."""
+
+    ws_deflate: bool
+    seen_log: SeenLog
+    stopping: threading.Event
+    step_gate: StepGate
+
+    def step(self, count: int = 1) -> None: ...
+
+    def reset(self) -> None: ...
+
+    def next_number(self) -> int: ...
 
 
 # ---------------------------------------------------------------- socket waits

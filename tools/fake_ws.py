@@ -20,7 +20,7 @@ import struct
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from wsproto.connection import Connection as WsConnection
 from wsproto.connection import ConnectionState
@@ -37,10 +37,7 @@ from wsproto.extensions import PerMessageDeflate
 
 from tools.fake_modes import Mode
 from tools.fake_payloads import Json, bench_frames, codex_events, parse_json_object, pattern_bytes
-from tools.fake_shared import CLOSE_WAIT_S, IDLE_TIMEOUT_S, RECV_BYTES, wait_for_hangup
-
-if TYPE_CHECKING:
-    from tools.fake_upstream import FakeUpstream
+from tools.fake_shared import FakeContext, CLOSE_WAIT_S, IDLE_TIMEOUT_S, RECV_BYTES, wait_for_hangup
 
 
 MAX_CLOSE_REASON_BYTES = 123  # a control frame payload is at most 125 bytes
@@ -101,7 +98,7 @@ ClientMessage = str | bytes
 class WsSession:
     """One accepted WebSocket: reads client messages, answers control frames, runs a mode."""
 
-    def __init__(self, server: FakeUpstream, sock: socket.socket, client_ws: WsConnection, entry: Json) -> None:
+    def __init__(self, server: FakeContext, sock: socket.socket, client_ws: WsConnection, entry: Json) -> None:
         self.server = server
         self.sock = sock
         self.client_ws = client_ws

@@ -17,7 +17,8 @@ from ..app import App
 from ..clientconn import ClientConn
 from ..logcli import parse_duration
 from ..routing import split_target
-from ..store import is_safe_id, read_sidecar
+from ..readback import ReadBackError, find_line, read_call
+from ..store import is_safe_id
 from . import views
 from .feed import stream_events
 from .static import is_static, serve_static
@@ -42,17 +43,18 @@ def entries(app: App, session: str | None, limit: int, before: str | None = None
 
 
 def entry(app: App, entry_id: str) -> dict[str, Any] | None:
-    """One index line with its sidecar bodies, or None; found through the id -> offset map."""
-    if not is_safe_id(entry_id):
-        return None
-    app.line_index.refresh()
-    line = app.line_index.read(entry_id)
-    if line is None:
-        return None
-    logs = app.settings.logs_dir
-    return {**line, "request": read_sidecar(logs, entry_id, "req"),
-            "response": read_sidecar(logs, entry_id, "res"),
-            "meta": read_sidecar(logs, entry_id, "meta")}
+    """One index line with its whole request, response and meta, or None.
+    A sidecar that cannot be read back leaves the line, its bodies null and
+    ``readError`` naming the file."""
+    logs, offsets = app.settings.logs_dir, app.recorder.store.offsets
+    try:
+        return read_call(logs, entry_id, offsets)
+    except ReadBackError as exc:
+        line = find_line(logs, entry_id, offsets)
+        if line is None:
+            return None
+        return {**line, "request": None, "response": None, "meta": None, "readError": str(exc)}
+
 
 
 def _int_param(value: str | None, default: int) -> int:

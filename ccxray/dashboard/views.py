@@ -111,6 +111,7 @@ def _attach_results(items: list[dict[str, Any]], messages: list[dict[str, Any]])
 def turn(app: App, line_id: str, read: Reader) -> dict[str, Any] | None:
     """One call understood: its line, conversation, reply (with tool results),
     changes since the previous request of its chain, and system prompt parts."""
+    app.line_index.refresh()  # its chain links
     found = read(app, line_id)
     if found is None:
         return None

@@ -1,0 +1,110 @@
+"""Which files retention may delete once the index holds only the kept lines.
+
+A kept call needs its own sidecars, the request sidecars of its delta chain
+(bases older than the cutoff included) and the shared system prompts and
+blobs those name. Everything else written before the cutoff goes: whole
+chains nobody reads any more, and shared files nobody names.
+
+References are found with a byte search of each needed request sidecar (no
+JSON decoding): a false hit only keeps a file longer, and a JSON string can
+never hold an unescaped quote, so recorded text cannot forge a reference.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .store import INDEX_NAME, read_index
+
+_BASE = re.compile(rb'"\$delta":\s*\{"base":\s*"([A-Za-z0-9._-]+)"')
+_SYS = re.compile(rb'"\$sys":\s*"([0-9a-f]+)"')
+_BLOB = re.compile(rb'"\$blob":\s*"([0-9a-f]+)"')
+_TURN = re.compile(rb'"turnRequest":\s*"([A-Za-z0-9._-]+)"')  # a WebSocket connection's frames
+CALL_PARTS = ("req", "res", "meta")
+
+
+@dataclass
+class Needed:
+    """Ids whose request sidecar is needed, and the shared files named."""
+
+    calls: set[str] = field(default_factory=set)
+    reqs: set[str] = field(default_factory=set)
+    prompts: set[str] = field(default_factory=set)
+    blobs: set[str] = field(default_factory=set)
+
+
+def _scan_request(logs_dir: Path, call_id: str, needed: Needed) -> list[str]:
+    """Note the shared files one request sidecar names; returns the request sidecars it
+    builds on (its delta base, the turns of a WebSocket connection)."""
+    try:
+        data = (logs_dir / f"{call_id}_req.json").read_bytes()
+    except OSError:
+        return []
+    needed.prompts.update(m.decode() for m in _SYS.findall(data))
+    needed.blobs.update(m.decode() for m in _BLOB.findall(data))
+    more = [m.decode() for m in _TURN.findall(data)]
+    base = _BASE.search(data)
+    return more + [base.group(1).decode()] if base else more
+
+
+def needed_files(logs_dir: Path) -> Needed:
+    """What the calls of the current index need, chains followed to their bases."""
+    needed = Needed()
+    for line in read_index(logs_dir / INDEX_NAME):
+        call_id, prompt = line.get("id"), line.get("systemPromptHash")
+        if isinstance(call_id, str):
+            needed.calls.add(call_id)
+        if isinstance(prompt, str):
+            needed.prompts.add(prompt)
+    todo = list(needed.calls)
+    while todo:
+        call_id = todo.pop()
+        if call_id in needed.reqs:
+            continue
+        needed.reqs.add(call_id)
+        todo += [other for other in _scan_request(logs_dir, call_id, needed) if other not in needed.reqs]
+    return needed
+
+
+def _is_old(path: Path, cutoff_epoch_s: float) -> bool:
+    try:
+        return path.stat().st_mtime < cutoff_epoch_s
+    except OSError:
+        return False
+
+
+def _call_file_needed(name: str, needed: Needed) -> bool:
+    stem = name[:-len(".json")] if name.endswith(".json") else name[:-len(".body")]
+    call_id, _, part = stem.rpartition("_")
+    return call_id in needed.calls or (part == "req" and call_id in needed.reqs)
+
+
+def _remove(path: Path) -> int:
+    try:
+        path.unlink()
+        return 1
+    except OSError:
+        return 0
+
+
+def remove_unneeded(logs_dir: Path, cutoff_epoch_s: float) -> int:
+    """Delete call sidecars and shared prompts/blobs written before the cutoff that no
+    kept call needs; returns how many files went."""
+    needed = needed_files(logs_dir)
+    removed = 0
+    with os.scandir(logs_dir) as entries:
+        names = [e.name for e in entries if e.is_file()]
+    for name in names:
+        is_call_file = name.endswith("_res.body") or (
+            name.endswith(".json") and name[:-5].rpartition("_")[2] in CALL_PARTS)
+        if is_call_file and not _call_file_needed(name, needed) and _is_old(logs_dir / name, cutoff_epoch_s):
+            removed += _remove(logs_dir / name)
+    shared = logs_dir / "shared"
+    for prefix, keep in (("system_", needed.prompts), ("blob_", needed.blobs)):
+        for path in shared.glob(prefix + "*.json"):
+            if path.stem[len(prefix):] not in keep and _is_old(path, cutoff_epoch_s):
+                removed += _remove(path)
+    return removed

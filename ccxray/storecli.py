@@ -1,0 +1,61 @@
+"""``ccxray show ID [--req|--res|--meta]`` and ``ccxray compact``: one call whole, or the
+log's full request sidecars converted to deltas. No server needed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import IO, Sequence
+
+from .compact import compact
+from .config import Settings
+from .readback import ReadBackError, read_call
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"ccxray {self.prog}: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def run_show(args: Sequence[str], settings: Settings, out: IO[str]) -> int:
+    """Print one call as JSON (for jq): all of it, or only its request, response or meta."""
+    p = _Parser(prog="show", description="Print one recorded call whole, as JSON.")
+    p.add_argument("id")
+    part = p.add_mutually_exclusive_group()
+    for name, help_text in (("req", "only the request, as it was sent"), ("res", "only the response"),
+                            ("meta", "only method, URL, status and (redacted) headers")):
+        part.add_argument(f"--{name}", dest="part", action="store_const", const=name, help=help_text)
+    ns = p.parse_args(list(args))
+    try:
+        call = read_call(settings.logs_dir, ns.id)
+    except ReadBackError as exc:
+        print(f"ccxray show: {ns.id} cannot be read back: {exc}", file=sys.stderr)
+        return 1
+    if call is None:
+        print(f"ccxray show: no call {ns.id!r} in {settings.logs_dir}", file=sys.stderr)
+        return 1
+    key = {"req": "request", "res": "response", "meta": "meta"}.get(ns.part or "")
+    out.write(json.dumps(call if key is None else call[key], ensure_ascii=False, indent=2) + "\n")
+    return 0
+
+
+def run_compact(args: Sequence[str], settings: Settings, out: IO[str]) -> int:
+    """Convert full request sidecars to deltas in place (safe beside a running proxy)."""
+    p = _Parser(prog="compact", description="Store the log's full requests as deltas, in place.")
+    p.parse_args(list(args))
+    stats = compact(settings.logs_dir)
+    out.write(f"ccxray compact: {stats.converted} requests converted ({stats.bytes_before} -> "
+              f"{stats.bytes_after} bytes), {stats.skipped} left as they were\n")
+    return 0
+
+
+def run_store_command(command: str, args: Sequence[str], settings: Settings) -> int:
+    """Dispatch ``show`` / ``compact``; exit status 2 on bad flags."""
+    try:
+        if command == "show":
+            return run_show(args, settings, sys.stdout)
+        return run_compact(args, settings, sys.stdout)
+    except SystemExit as exc:
+        return int(exc.code or 0)

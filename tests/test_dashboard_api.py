@@ -163,6 +163,27 @@ def test_turn_view_prompts_and_usage(fake, proxy):
     assert sessions[traffic.CLAUDE_SESSION]["turns"] == 3 and sessions[traffic.CLAUDE_SESSION]["live"]
 
 
+def test_views_read_a_request_stored_as_a_delta_whole(fake, proxy):
+    from . import dashboard_traffic as traffic
+    traffic.claude_conversation(proxy.port)
+    first, second, third = proxy.lines(3)
+    stored = json.loads((proxy.logs / f"{second['id']}_req.json").read_text())
+    assert stored["messages"]["$delta"]["base"] == first["id"]  # the second request holds only what is new
+    assert "window.__xss" not in json.dumps(stored)
+    whole = get(proxy.port, f"/_api/entries/{second['id']}")[1]["request"]
+    assert len(whole["messages"]) == 3 and whole["messages"][0]["content"][1]["text"] == traffic.HOSTILE_PROMPT
+    view = get(proxy.port, f"/_api/turns/{second['id']}")[1]
+    texts = [i.get("text") for m in view["conversation"]["messages"] for i in m["items"]]
+    assert traffic.HOSTILE_PROMPT in texts and "ship it" in texts
+    assert view["changes"]["newFrom"] == 1 and view["changes"]["newCount"] == 2 and not view["changes"]["systemChanged"]
+    # a word only in the first message: the delta-stored request still holds it when read back whole
+    found = get(proxy.port, f"/_api/search?session={traffic.CLAUDE_SESSION}&q=window.__xss")[1]
+    assert found == [first["id"], second["id"], third["id"]]
+    (proxy.logs / f"{first['id']}_req.json").unlink()  # the delta's base: the view says so, never a wrong body
+    view = get(proxy.port, f"/_api/turns/{second['id']}")[1]
+    assert f"{first['id']}_req.json: missing" in view["line"]["readError"] and view["conversation"]["messages"] == []
+
+
 def test_static_files_carry_a_strict_csp(fake, proxy):
     conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
     try:

@@ -12,6 +12,7 @@ fails instead when CI or CCXRAY_REQUIRE_BROWSER is set.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -186,6 +187,21 @@ def test_changes_view_names_the_new_messages_and_the_prompt_change(page: Any, re
     changes.wait_for()
     assert "changed" in changes.locator(".fact", has_text="system prompt").inner_text()
     assert traffic.FOLLOW_UP in changes.inner_text()
+
+
+def test_a_turn_stored_as_a_delta_shows_its_whole_timeline_and_changes(page: Any, recorded: Recorded) -> None:
+    first, second = claude_lines(recorded)[:2]
+    stored = json.loads((recorded.server.settings.logs_dir / f"{second['id']}_req.json").read_text())
+    assert stored["messages"]["$delta"]["base"] == first["id"]  # on disk: only what is new since the first
+    open_turn(page, recorded, 2)
+    earlier = page.locator("details.earlier-box")
+    assert "1 earlier message (" in earlier.locator("summary").inner_text()
+    earlier.locator("summary").click()  # the message only the delta's base holds
+    wait_until(lambda: traffic.HOSTILE_PROMPT in earlier.inner_text(), 10, "the earlier message")
+    assert "ship it" in page.locator(".timeline").inner_text()  # the tool result, new in this request
+    open_turn(page, recorded, 2, "changes")
+    items = page.locator(".changes .changed-msg").all_inner_texts()
+    assert len(items) == 2 and "tool call Read" in items[0] and "tool result" in items[1]
 
 
 def test_system_prompt_versions_and_their_diff(page: Any, recorded: Recorded, shots: Path) -> None:

@@ -80,7 +80,7 @@ function timelineTab(view) {
   const from = view.changes.newFrom;
   const box = el("div", {class: "timeline"});
   if (from > 0) {
-    box.append(lazyDetails(el("summary", {class: "earlier", text: from + " earlier messages (unchanged since the previous turn)"}),
+    box.append(lazyDetails(el("summary", {class: "earlier", text: fmt.plural(from, "earlier message") + " (unchanged since the previous turn)"}),
                            () => el("div", {}, messages.slice(0, from).map(messageNode)), {cls: "earlier-box"}));
   }
   box.append(...messages.slice(from).map(messageNode));
@@ -130,7 +130,8 @@ function header(line) {
       el("span", {text: "hit " + fmt.pct(fmt.cacheHit(line))}), el("span", {class: "cost", text: fmt.cost(line.cost)}),
       el("span", {text: fmt.ms(line.elapsed)}), line.stopReason ? el("span", {text: line.stopReason}) : null,
       typeof line.contextUse === "number" ? bar(line.contextUse, "context " + fmt.tokens(line.contextTokens) + " / " + fmt.tokens(line.contextWindow), "ctx") : null),
-    line.error ? el("div", {class: "error-text", text: line.error}) : null);
+    line.error ? el("div", {class: "error-text", text: line.error}) : null,
+    line.readError ? el("div", {class: "error-text read-error", text: "The recorded request cannot be read back: " + line.readError}) : null);
 }
 
 function tabs(panes, selected, onSelect) {

@@ -12,11 +12,13 @@ import difflib
 import json
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable
 
 from ..app import App
 from ..conversation import conversation, reply
 from ..logcli import summarise
+from ..readback import ReadBackError, read_request
 from ..store import is_safe_id, read_index
 from ..sysparts import client_version, system_parts
 from ..totals import Totals, counts_usage, figures
@@ -67,10 +69,23 @@ SEARCH_NEWEST = 500
 SEARCH_BYTES = 4 << 20
 
 
-def _sidecar_has(logs: Any, line_id: str, part: str, needles: list[str]) -> bool:
-    """Whether a sidecar's text holds every needle (case-insensitive; JSON escapes stay as written)."""
+def _request_has(logs: Path, line_id: str, needles: list[str]) -> bool:
+    """Whether the whole request (re-inflated when stored as a delta) holds every needle."""
     try:
-        with open(logs / f"{line_id}_{part}.json", "rb") as fh:
+        request = read_request(logs, line_id)
+    except ReadBackError:
+        return False
+    if request is None:
+        return False
+    text = json.dumps(request, ensure_ascii=False)[:SEARCH_BYTES].lower()
+    return all(n in text for n in needles)
+
+
+def _response_has(logs: Path, line_id: str, needles: list[str]) -> bool:
+    """Whether the response sidecar's text holds every needle (responses are stored whole;
+    JSON escapes stay as written)."""
+    try:
+        with open(logs / f"{line_id}_res.json", "rb") as fh:
             text = fh.read(SEARCH_BYTES).decode("utf-8", "replace").lower()
     except OSError:
         return False
@@ -79,7 +94,7 @@ def _sidecar_has(logs: Any, line_id: str, part: str, needles: list[str]) -> bool
 
 def search(app: App, session: str, query: str) -> list[str]:
     """Ids of the session's newest SEARCH_NEWEST calls whose request or response
-    text holds every word of ``query`` (first SEARCH_BYTES of each sidecar)."""
+    text holds every word of ``query`` (first SEARCH_BYTES of each)."""
     needles = [w for w in query.lower().split() if w]
     index = app.line_index
     index.refresh()
@@ -87,7 +102,7 @@ def search(app: App, session: str, query: str) -> list[str]:
         return []
     logs = app.settings.logs_dir
     return [i for i in index.session_ids(session)[-SEARCH_NEWEST:]
-            if is_safe_id(i) and (_sidecar_has(logs, i, "req", needles) or _sidecar_has(logs, i, "res", needles))]
+            if is_safe_id(i) and (_request_has(logs, i, needles) or _response_has(logs, i, needles))]
 
 
 def _sidecar_request(app: App, read: Reader, line_id: str | None) -> tuple[dict[str, Any] | None, object]:

@@ -71,7 +71,7 @@ class App:
         self._lock = threading.Condition()
         self.sessions = SessionIndex()
         self.inflight = InFlightRegistry()  # calls being relayed now, for the live page
-        self.line_index = LineIndex(settings.logs_dir / "index.ndjson")  # the page's id -> offset map
+        self.line_index = LineIndex(settings.logs_dir / "index.ndjson")  # the page's per-session lines
         self.restore_stats: RestoreStats | None = None
         recorder.add_listener(self.sessions.add)
 
@@ -94,7 +94,7 @@ class App:
             self.restore_stats = restore(rec.store.logs_dir, rec.assembler.sessions, self.sessions,
                                          settings.restore_days, offsets=rec.store.offsets)
         rec.run_on_writer(restore_state)
-        rec.run_on_writer(self.line_index.refresh)  # the page's offset map, built before anyone opens it
+        rec.run_on_writer(self.line_index.refresh)  # the page's line index, built before anyone opens it
 
     def set_port(self, port: int) -> None:
         self.port = port

@@ -1,13 +1,14 @@
-"""Where each index line sits in ``index.ndjson``, so the API never scans the log per request.
+"""What the page's views need from ``index.ndjson``, so the API never scans the log per request.
 
 ``LineIndex.refresh()`` reads only the bytes appended since the last call
-(a stat when nothing is new) and remembers, per line, its byte offset and
-length, its session and the chain of requests it continues. A prune that
-replaces the file (new inode, or a shorter file) starts the map afresh.
-A torn last line is left for the next refresh; an invalid line is skipped.
+(a stat when nothing is new) and remembers each session's lines in log order
+(id, byte offset and length: a page is read without a lookup per line) and
+the chain of requests each continues. A prune that replaces the file (new
+inode, or a shorter file) starts afresh. A torn last line is left for the
+next refresh; an invalid line is skipped.
 
 Thread-safe: handler threads call ``refresh`` and the readers under one lock;
-line bodies are read with ``os.pread`` outside it.
+line bodies are read outside it.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from .sessionindex import NO_SESSION
 
 READ_BYTES = 8 << 20
+
+Spot = tuple[str, int, int]  # a line's id, byte offset and length
 
 
 @dataclass
@@ -40,7 +43,7 @@ class PromptSeen:
 class SessionSeen:
     """What the session list shows beyond SessionIndex's totals."""
 
-    ids: list[str] = field(default_factory=list)
+    lines: list[Spot] = field(default_factory=list)  # in log order
     subagent_calls: int = 0
     turns: int = 0  # main-agent requests: no sub-agent, title or prewarm call, no connection line
     context_use: float | None = None
@@ -61,7 +64,10 @@ def chain_key(line: dict[str, Any]) -> tuple[object, ...]:
 
 
 class LineIndex:
-    """id -> (offset, length), per-session ids, request chains and system prompt usage."""
+    """Per-session lines in log order, request chains, connections' turns and system prompt usage."""
+
+    # Not an id lookup (that is the store's IndexOffsets, through readback.read_call): ordered
+    # positions for paging, taken from the file as any process left it, pruned or compacted.
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -71,14 +77,13 @@ class LineIndex:
     def _reset(self, inode: int | None) -> None:
         self._inode = inode
         self._pos = 0
-        self.offsets: dict[str, tuple[int, int]] = {}
-        self.order: list[str] = []  # every id in log order
+        self.order: list[Spot] = []  # every line in log order
         self.sessions: dict[str, SessionSeen] = {}
         self.previous: dict[str, str] = {}   # request id -> the request it continues
         self.following: dict[str, str] = {}  # and back
         self._chain_last: dict[tuple[object, ...], str] = {}
         self.prompts: dict[str, PromptSeen] = {}
-        self.turns_of: dict[str, list[str]] = {}  # WebSocket connection id -> its turn ids
+        self.turns_of: dict[str, list[Spot]] = {}  # WebSocket connection id -> its turns
 
     def refresh(self) -> None:
         """Take in whatever was appended since the last refresh."""
@@ -122,15 +127,15 @@ class LineIndex:
 
     def _add(self, line: dict[str, Any], offset: int, length: int) -> None:
         line_id = line["id"]
-        self.offsets[line_id] = (offset, length)
-        self.order.append(line_id)
+        spot = (line_id, offset, length)
+        self.order.append(spot)
         sid = str(line.get("sessionId") or NO_SESSION)
         seen = self.sessions.setdefault(sid, SessionSeen())
-        seen.ids.append(line_id)
+        seen.lines.append(spot)
         if line.get("kind") == "connection":
             return
         if line.get("kind") == "turn" and isinstance(line.get("connectionId"), str):
-            self.turns_of.setdefault(line["connectionId"], []).append(line_id)
+            self.turns_of.setdefault(line["connectionId"], []).append(spot)
         self._add_facts(seen, line)
         key = chain_key(line)
         earlier = self._chain_last.get(key)
@@ -162,47 +167,33 @@ class LineIndex:
         prompt.calls += 1
         prompt.sessions.add(sid)
 
-    def locate(self, line_id: str) -> tuple[int, int] | None:
-        with self._lock:
-            return self.offsets.get(line_id)
-
-    def session_ids(self, session: str | None) -> list[str]:
-        """The ids of one session in log order (all ids when ``session`` is None)."""
+    def spots(self, session: str | None) -> list[Spot]:
+        """The lines of one session in log order (every line when ``session`` is None)."""
         with self._lock:
             if session is None:
                 return list(self.order)
             seen = self.sessions.get(session)
-            return list(seen.ids) if seen else []
+            return list(seen.lines) if seen else []
 
-    def read(self, line_id: str) -> dict[str, Any] | None:
-        """One line, read at its offset (None when unknown or no longer valid)."""
-        where = self.locate(line_id)
-        if where is None:
-            return None
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-            try:
-                raw = os.pread(fd, where[1], where[0])
-            finally:
-                os.close(fd)
-            line = json.loads(raw)
-        except (OSError, ValueError, RecursionError):
-            return None
-        return line if isinstance(line, dict) and line.get("id") == line_id else None
+    def session_ids(self, session: str | None) -> list[str]:
+        """The ids of one session in log order (all ids when ``session`` is None)."""
+        return [spot[0] for spot in self.spots(session)]
 
-    def read_many(self, ids: list[str]) -> list[dict[str, Any]]:
-        """Several lines with one open file; unreadable ones left out."""
+    def turns(self, connection_id: str) -> list[Spot]:
+        """The turns of one WebSocket connection in log order."""
         with self._lock:
-            spots = [(i, self.offsets.get(i)) for i in ids]
+            return list(self.turns_of.get(connection_id, []))
+
+    def read_many(self, spots: Sequence[Spot]) -> list[dict[str, Any]]:
+        """The lines at ``spots`` with one open file; one unreadable or moved (another
+        line under its offset) is left out."""
         found = []
         try:
             with open(self.path, "rb") as fh:
-                for line_id, where in spots:
-                    if where is None:
-                        continue
-                    fh.seek(where[0])
+                for line_id, offset, length in spots:
+                    fh.seek(offset)
                     try:
-                        line = json.loads(fh.read(where[1]))
+                        line = json.loads(fh.read(length))
                     except (ValueError, RecursionError):
                         continue
                     if isinstance(line, dict) and line.get("id") == line_id:

@@ -1,4 +1,4 @@
-"""The id -> offset map of the index: incremental, torn-line tolerant, reset by a prune."""
+"""The page's line index: per-session positions, chains; incremental, torn-line tolerant, reset by a prune."""
 
 from __future__ import annotations
 
@@ -21,12 +21,12 @@ def test_incremental_reads_torn_lines_and_chains(tmp_path: Path) -> None:
     path = tmp_path / "index.ndjson"
     index = LineIndex(path)
     index.refresh()  # no file yet: nothing, no error
-    assert index.session_ids(None) == [] and index.read("a") is None and index.read_many(["a"]) == []
+    assert index.session_ids(None) == [] and index.spots("s") == [] and index.read_many([("a", 0, 9)]) == []
     write(path, raw=b"[" * 100000 + b"]" * 100000 + b"\n")  # nested too deep to parse: skipped
     base = {"sessionId": "s", "provider": "anthropic", "model": "m", "receivedAt": 1, "systemPromptHash": "h1", "ts": "t1"}
     write(path, {"id": "a", **base}, {"id": "sub", **base, "isSubagent": True}, raw=b"not json\n{\"id\": \"b\", \"sessi")
     index.refresh()
-    assert index.session_ids("s") == ["a", "sub"] and index.read("b") is None
+    assert index.session_ids("s") == ["a", "sub"]
     with open(path, "ab") as fh:
         fh.write(b'onId": "s", "provider": "anthropic", "model": "m", "contextUse": 0.5}\n')
     write(path, {"id": "c", "sessionId": "s", "kind": "connection"}, {"id": "c-t0", "sessionId": "s", "kind": "turn",
@@ -34,10 +34,11 @@ def test_incremental_reads_torn_lines_and_chains(tmp_path: Path) -> None:
     index.refresh()
     assert index.session_ids("s") == ["a", "sub", "b", "c", "c-t0"]
     assert index.previous["b"] == "a" and index.following["a"] == "b" and "sub" not in index.previous
-    assert index.turns_of["c"] == ["c-t0"] and index.sessions["s"].turns == 2 and index.sessions["s"].subagent_calls == 1
+    assert [t[0] for t in index.turns("c")] == ["c-t0"] and index.turns("a") == [] and index.sessions["s"].turns == 2 and index.sessions["s"].subagent_calls == 1
     assert index.sessions["s"].context_use == 0.5
     assert index.prompts["h1"].calls == 2 and index.prompts["h1"].first_id == "a"
-    assert [l["id"] for l in index.read_many(["b", "missing", "a"])] == ["b", "a"]
+    spots = {spot[0]: spot for spot in index.spots(None)}
+    assert [l["id"] for l in index.read_many([spots["b"], ("missing", 0, 5), spots["a"]])] == ["b", "a"]
     write(path, {"id": "title", "sessionId": "s", "model": "haiku", "generatedTitle": "Fix the parser"})
     index.refresh()
     assert index.sessions["s"].generated_title == "Fix the parser" and index.sessions["s"].turns == 2
@@ -52,7 +53,7 @@ def test_replaced_or_shrunk_file_starts_afresh(tmp_path: Path) -> None:
     write(replacement, {"id": "kept", "sessionId": "s"})
     os.replace(replacement, path)  # what a prune does
     index.refresh()
-    assert index.session_ids("s") == ["kept"] and index.locate("old") is None
+    assert index.session_ids("s") == ["kept"] and index.session_ids(None) == ["kept"]
     os.unlink(path)
     index.refresh()
     assert index.session_ids(None) == []
@@ -65,7 +66,7 @@ def test_a_line_moved_under_its_offset_is_not_returned(tmp_path: Path) -> None:
     index.refresh()
     with open(path, "r+b") as fh:
         fh.write(b'{"id": "y"')  # same inode and size, other content
-    assert index.read("x") is None
+    assert index.read_many(index.spots("s")) == []
 
 
 def test_chain_keys_separate_side_calls_and_parallel_sub_agents() -> None:

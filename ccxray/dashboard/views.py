@@ -58,11 +58,11 @@ def entries_page(app: App, session: str | None, before: str | None, limit: int) 
     before the line ``before`` (or at the newest). Page back with the first id."""
     index = app.line_index
     index.refresh()
-    ids = index.session_ids(session)
-    end = len(ids)
+    spots = index.spots(session)
+    end = len(spots)
     if before is not None:
-        end = ids.index(before) if before in ids else 0
-    return index.read_many(ids[max(0, end - min(limit, MAX_PAGE)):end])
+        end = next((n for n, spot in enumerate(spots) if spot[0] == before), 0)
+    return index.read_many(spots[max(0, end - min(limit, MAX_PAGE)):end])
 
 
 SEARCH_NEWEST = 500
@@ -132,7 +132,7 @@ def turn(app: App, line_id: str, read: Reader) -> dict[str, Any] | None:
         return None
     line = {k: v for k, v in found.items() if k not in ("request", "response", "meta")}
     if line.get("kind") == "connection":
-        return {"line": line, "turns": app.line_index.read_many(app.line_index.turns_of.get(line_id, []))}
+        return {"line": line, "turns": app.line_index.read_many(app.line_index.turns(line_id))}
     request = found.get("request")
     conv = conversation(request)
     answer = reply(found.get("response"))

@@ -10,16 +10,17 @@ import argparse
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
 import re
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any, Iterator, Sequence
+from typing import IO, Any, Callable, Iterator, Sequence
 
 from .config import Settings
 from .store import INDEX_NAME, iter_index, read_index
-from .totals import Totals, counts_usage, figures, line_cost, usage_tokens
+from .logview import HEADER, human_line, session_matches
+from .totals import counts_usage
+from .usagereport import Report
 
 FOLLOW_POLL_S = 0.25
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
@@ -38,22 +39,6 @@ def parse_duration(text: str) -> float:
     if not m:
         raise ValueError(f"bad duration {text!r} (use e.g. 30m, 24h, 7d)")
     return float(m.group(1)) * UNIT_S[m.group(2)]
-
-
-def human_line(line: dict[str, Any]) -> str:
-    """One readable line: time, agent, model, tokens, cost, status, transport."""
-    t = usage_tokens(line.get("usage"))
-    ts = str(line.get("ts") or "")[11:19]
-    parts = [ts, str(line.get("agent") or "-"), str(line.get("model") or line.get("url") or "-"),
-             f"{t['input']}→{t['output']} tok" + (f" (+{t['cacheRead']} cached)" if t["cacheRead"] else ""),
-             f"${line_cost(line) or 0:.4f}" if line_cost(line) is not None else "$-",
-             str(line.get("status") if line.get("status") is not None else "-"),
-             f"{line.get('transport') or 'http'}/{line.get('kind') or 'call'}",
-             f"{line.get('elapsed')}ms" if line.get("elapsed") is not None else "",
-             str(line.get("sessionId") or "")[:12]]
-    if line.get("error"):
-        parts.append(f"error: {line['error']}")
-    return "  ".join(p for p in parts if p)
 
 
 def _follow(path: Path, from_end: bool, stop_after_idle_s: float | None) -> Iterator[dict[str, Any]]:
@@ -82,16 +67,21 @@ def _follow(path: Path, from_end: bool, stop_after_idle_s: float | None) -> Iter
         time.sleep(FOLLOW_POLL_S)
 
 
-def run_tail(args: Sequence[str], settings: Settings, out: IO[str]) -> int:
+def tail_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="tail", description="Follow the ccxray log, one line per call.")
     p.add_argument("--json", action="store_true", help="print the raw NDJSON lines")
-    p.add_argument("--session", help="only this session id")
+    p.add_argument("--session", help="only this session id (or its last 8+ characters, as shown)")
     p.add_argument("--no-follow", action="store_true", help="print what is there and exit")
     p.add_argument("-n", "--lines", type=int, default=10, help="how many existing lines to show first (default 10)")
-    ns = p.parse_args(list(args))
+    return p
+
+
+def run_tail(args: Sequence[str], settings: Settings, out: IO[str]) -> int:
+    ns = tail_parser().parse_args(list(args))
     path = settings.logs_dir / INDEX_NAME
+
     def keep(line: dict[str, Any]) -> bool:
-        return ns.session is None or line.get("sessionId") == ns.session
+        return ns.session is None or session_matches(line.get("sessionId"), ns.session)
 
     def show(line: dict[str, Any]) -> None:
         out.write((json.dumps(line, ensure_ascii=False) if ns.json else human_line(line)) + "\n")
@@ -100,6 +90,8 @@ def run_tail(args: Sequence[str], settings: Settings, out: IO[str]) -> int:
     for line in read_index(path):
         if keep(line):
             recent = (recent + [line])[-max(ns.lines, 0):] if ns.lines else []
+    if not ns.json:
+        out.write(HEADER + "\n")
     for line in recent:
         show(line)
     out.flush()
@@ -115,38 +107,7 @@ def run_tail(args: Sequence[str], settings: Settings, out: IO[str]) -> int:
     return 0
 
 
-GROUPS = (("byModel", "model"), ("bySession", "sessionId"), ("byProject", "cwd"))
 PARALLEL_MIN_BYTES = 32 * 1024 * 1024
-
-
-@dataclass
-class Report:
-    """Totals overall and per model, session and project."""
-
-    total: Totals = field(default_factory=Totals)
-    groups: dict[str, dict[str, Totals]] = field(default_factory=lambda: {g: {} for g, _ in GROUPS})
-
-    def add(self, line: dict[str, Any]) -> None:
-        values = figures(line)
-        self.total.add_figures(*values)
-        for group, key in GROUPS:
-            name = str(line.get(key) or "(unknown)")
-            bucket = self.groups[group].get(name)
-            if bucket is None:
-                bucket = self.groups[group][name] = Totals()
-            bucket.add_figures(*values)
-
-    def merge(self, other: "Report") -> None:
-        self.total.merge(other.total)
-        for group, buckets in other.groups.items():
-            for name, bucket in buckets.items():
-                self.groups[group].setdefault(name, Totals()).merge(bucket)
-
-    def to_json(self) -> dict[str, Any]:
-        result: dict[str, Any] = {"total": self.total.to_json()}
-        for group, buckets in self.groups.items():
-            result[group] = {name: b.to_json() for name, b in sorted(buckets.items(), key=lambda kv: -kv[1].cost)}
-        return result
 
 
 def _received_since(line: dict[str, Any], since_ms: float) -> bool:
@@ -161,7 +122,7 @@ def summarise(lines: Iterator[dict[str, Any]], since_ms: float | None, session: 
             continue
         if since_ms is not None and not _received_since(line, since_ms):
             continue
-        if session and line.get("sessionId") != session or cwd and line.get("cwd") != cwd:
+        if session and not session_matches(line.get("sessionId"), session) or cwd and line.get("cwd") != cwd:
             continue
         report.add(line)
     return report
@@ -192,19 +153,28 @@ def _print_usage(report: dict[str, Any], out: IO[str]) -> None:
     t = report["total"]
     out.write(f"total: {t['calls']} calls  ${t['cost']:.4f}  in {t['input']}  out {t['output']}  "
               f"cache read {t['cacheRead']}  cache write {t['cacheWrite']}\n")
-    for key, title in (("byModel", "by model"), ("byProject", "by project"), ("bySession", "by session")):
+    for key, title in (("byModel", "by model"), ("byProject", "by project")):
         out.write(f"\n{title}:\n")
         for name, b in report[key].items():
             out.write(f"  {name:<40} {b['calls']:>6} calls  ${b['cost']:>10.4f}  in {b['input']}  out {b['output']}\n")
+    out.write("\nby session:\n")
+    for name, b in report["bySession"].items():
+        who = f"{b['agent'] or '-'} {b['project'] or '-'}"
+        out.write(f"  {name:<36} {who:<24} {b['calls']:>6} calls  ${b['cost']:>10.4f}  "
+                  f"in {b['input']}  out {b['output']}\n")
+
+
+def usage_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="usage", description="Summarise cost and tokens from the ccxray log.")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--last", help="only this recent period, e.g. 24h or 7d")
+    p.add_argument("--session", help="only this session id")
+    p.add_argument("--cwd", help="only calls made in this directory")
+    return p
 
 
 def run_usage(args: Sequence[str], settings: Settings, out: IO[str]) -> int:
-    p = _Parser(prog="usage", description="Summarise cost and tokens from the ccxray log.")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--last", help="only this recent period, e.g. 24h or 7d")
-    p.add_argument("--session")
-    p.add_argument("--cwd")
-    ns = p.parse_args(list(args))
+    ns = usage_parser().parse_args(list(args))
     try:
         since = None if ns.last is None else (time.time() - parse_duration(ns.last)) * 1000
     except ValueError as exc:
@@ -216,6 +186,9 @@ def run_usage(args: Sequence[str], settings: Settings, out: IO[str]) -> int:
     else:
         _print_usage(report, out)
     return 0
+
+
+PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {"tail": tail_parser, "usage": usage_parser}
 
 
 def run_log_command(command: str, args: Sequence[str], settings: Settings) -> int:

@@ -1,0 +1,104 @@
+"""dist/ccxray.pyz: reproducible, and complete on a Python with nothing but the standard library.
+
+The archive runs with ``python -I`` (no PYTHONPATH, no user site) from a
+venv made ``--without-pip`` (so no h11/wsproto), in a directory outside the
+checkout: everything it needs must come from the one file.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import sys
+import venv
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.sync.client import connect
+
+from ccxray.hub import stop
+from ccxray.hubfiles import HubPaths
+from tools.fake_upstream import FakeUpstream
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+CREATE = {"type": "response.create", "model": "gpt-5.5", "input": "say hi"}
+
+
+def build(out: Path) -> bytes:
+    subprocess.run([sys.executable, str(ROOT / "tools" / "build_zipapp.py"), "--out", str(out)],
+                   check=True, capture_output=True, timeout=120)
+    return out.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A venv of the base interpreter without pip, so without h11 and wsproto."""
+    where = tmp_path_factory.mktemp("bare")
+    venv.EnvBuilder(with_pip=False).create(where)
+    python = where / "bin" / "python"
+    missing = subprocess.run([str(python), "-I", "-c", "import h11"], capture_output=True, timeout=60)
+    assert missing.returncode != 0, "the bare venv must not see h11"
+    return python
+
+
+def pyz(python: Path, archive: Path, cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(python), "-I", str(archive), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_two_builds_are_identical(tmp_path: Path) -> None:
+    assert build(tmp_path / "one.pyz") == build(tmp_path / "two.pyz")
+
+
+def recv_until_completed(ws: Any) -> list[dict[str, Any]]:
+    events = []
+    while True:
+        events.append(json.loads(ws.recv(timeout=10)))
+        if events[-1]["type"] in ("response.completed", "response.failed", "error"):
+            return events
+
+
+def test_runs_alone_proxies_http_and_websocket_and_reads_them_back(tmp_path: Path, fake: FakeUpstream,
+                                                                   bare_python: Path) -> None:
+    archive = tmp_path / "ccxray.pyz"
+    build(archive)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    home = outside / "home"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(outside), "CCXRAY_HOME": str(home),
+           "ANTHROPIC_BASE_URL": fake.base_url, "OPENAI_BASE_URL": fake.base_url + "/v1",
+           "CHATGPT_BASE_URL": fake.base_url + "/backend-api/codex"}
+    version = pyz(bare_python, archive, outside, env, "--version")
+    assert version.returncode == 0 and "h11 " in version.stdout and "wsproto " in version.stdout, version
+
+    started = pyz(bare_python, archive, outside, env, "--port", "0", "start", "--json")
+    try:
+        assert started.returncode == 0, started.stderr
+        port = json.loads(started.stdout)["port"]
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("POST", "/v1/messages", body=b'{"model": "claude-haiku-4-5", "max_tokens": 5, "messages": []}')
+        assert conn.getresponse().status == 200
+        conn.close()
+        with connect(f"ws://127.0.0.1:{port}/v1/responses") as ws:
+            ws.send(json.dumps(CREATE))
+            assert recv_until_completed(ws)[-1]["type"] == "response.completed"
+        status = json.loads(pyz(bare_python, archive, outside, env, "status", "--json").stdout)
+        assert status["running"] and status["port"] == port
+    finally:
+        stopped = pyz(bare_python, archive, outside, env, "stop", "--json")
+        stop(HubPaths(home), None, 2.0)  # in case the archive's own stop failed
+    assert json.loads(stopped.stdout)["stopped"] is True, stopped
+
+    tail = pyz(bare_python, archive, outside, env, "tail", "--no-follow", "--json")
+    lines = [json.loads(l) for l in tail.stdout.splitlines()]
+    assert sorted(l["kind"] for l in lines) == ["call", "connection", "turn"], lines
+    human = pyz(bare_python, archive, outside, env, "tail", "--no-follow").stdout
+    assert "websocket connection" in human and "frames ↑1" in human
+    usage = json.loads(pyz(bare_python, archive, outside, env, "usage", "--json").stdout)
+    assert usage["total"]["calls"] == 2
+    assert set(usage["byModel"]) == {"claude-haiku-4-5", "gpt-5.5"}

@@ -90,7 +90,7 @@ def run_tail(args: Sequence[str], settings: Settings, out: IO[str]) -> int:
     for line in read_index(path):
         if keep(line):
             recent = (recent + [line])[-max(ns.lines, 0):] if ns.lines else []
-    if not ns.json:
+    if not ns.json and out.isatty():  # for a person; a pipe gets data lines only
         out.write(HEADER + "\n")
     for line in recent:
         show(line)

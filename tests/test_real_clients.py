@@ -4,7 +4,8 @@ Claude Code (2.1.x) and Codex (0.169.x), installed from npm, run exactly as
 shared/REAL_CLIENTS.md describes: a throwaway HOME, a minimal environment,
 every outside connection sent to a closed loopback port, stdin from
 /dev/null and a timeout. Each test runs one "say hi" turn through an
-in-process ccxray (or the ``python -m ccxray claude`` launcher) to
+in-process ccxray (or the ``python -m ccxray claude|codex`` launchers sharing one
+background proxy) to
 tools/fake_upstream.py and checks what the client printed, what the fake
 received and what ccxray recorded.
 
@@ -17,6 +18,7 @@ tests skip, or fail with ``CCXRAY_REQUIRE_REAL_CLIENTS=1``.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,6 +26,8 @@ from typing import Any, Iterator
 import pytest
 
 from ccxray.config import load_settings
+from ccxray.hub import stop
+from ccxray.hubfiles import HubPaths
 from ccxray.readback import read_request
 from ccxray.server import ProxyServer
 from ccxray.store import read_index
@@ -194,29 +198,72 @@ def test_claude_print_json_through_proxy(claude_bin: str, fake: FakeUpstream, pr
     assert_no_secrets(proxy.logs, rc.ANTHROPIC_KEY)
 
 
-def test_launcher_runs_claude_through_a_new_proxy(claude_bin: str, fake: FakeUpstream, tmp_path: Path) -> None:
+def launcher_argv(data: Path, *flags: str) -> list[str]:
+    return [sys.executable, "-m", "ccxray", "--port", "0", "--no-browser", "--home", str(data), *flags]
+
+
+def wait_hub_gone(data: Path) -> None:
+    """The launcher-started proxy leaves (flushing its log) a grace after its last launcher."""
+    wait_until(lambda: not (data / "ccxray.pid").exists(), 30, "the shared proxy to leave")
+
+
+def test_launcher_runs_claude_through_the_shared_proxy(claude_bin: str, fake: FakeUpstream, tmp_path: Path) -> None:
     home = rc.make_home(tmp_path)
     work = home / "work"
     work.mkdir()
     data = tmp_path / "ccxray-home"
-    port = rc.free_port()
-    env = rc.claude_env(home, rc.search_path(claude_bin), fake.base_url, PYTHONPATH=str(ROOT))
-    result = rc.run([sys.executable, "-m", "ccxray", "--port", str(port), "--no-browser", "--home", str(data),
-                     "claude", *CLAUDE_ARGS], env, work)
+    env = rc.claude_env(home, rc.search_path(claude_bin), fake.base_url, PYTHONPATH=str(ROOT),
+                        CCXRAY_HUB_GRACE_MS="1")
+    try:
+        result = rc.run([*launcher_argv(data), "claude", *CLAUDE_ARGS], env, work)
+        wait_hub_gone(data)
+    finally:
+        stop(HubPaths(data), None, 2.0)
     assert result.returncode == 0, result.describe()
     out = json.loads(result.stdout)  # the launcher's own messages go to stderr
     assert out["is_error"] is False and out["result"] == "hi", out
-    assert f"127.0.0.1:{port}" in result.stderr, result.describe()
+    assert "started proxy pid" in result.stderr, result.describe()
 
     seen = seen_one(fake, "POST", "/v1/messages?beta=true")
     assert rc.header(seen, "x-api-key") == rc.ANTHROPIC_KEY
-    # The launcher stopped its proxy (flushing the log) before it exited.
     lines = list(read_index(data / "logs" / "index.ndjson"))
     (line,) = calls(lines, "POST", "/v1/messages?beta=true")
     assert line["agent"] == "claude" and line["provider"] == "anthropic" and line["status"] == 200
     assert line["sessionId"] == rc.header(seen, "X-Claude-Code-Session-Id") == out["session_id"]
     assert line["usage"]["output_tokens"] == 2 and line["stopReason"] == "end_turn"
     assert_no_secrets(data / "logs", rc.ANTHROPIC_KEY)
+
+
+def test_claude_and_codex_launchers_share_one_proxy(claude_bin: str, codex_bin: str, fake: FakeUpstream,
+                                                    tmp_path: Path) -> None:
+    """Claude Code starts the proxy (kept), Codex (ChatGPT login, WebSocket) joins it."""
+    home = rc.make_home(tmp_path)
+    repo = rc.git_repo(home / "repo", home)
+    jwt = rc.write_codex_chatgpt_login(home)
+    data = tmp_path / "ccxray-home"
+    path = rc.search_path(claude_bin, codex_bin)
+    # The proxy keeps the upstreams of the launcher that started it: give it all three.
+    upstreams = {"OPENAI_BASE_URL": fake.base_url + "/v1", "CHATGPT_BASE_URL": fake.base_url + "/backend-api/codex"}
+    try:
+        claude = rc.run([*launcher_argv(data, "--keep"), "claude", *CLAUDE_ARGS],
+                        rc.claude_env(home, path, fake.base_url, PYTHONPATH=str(ROOT), **upstreams), repo)
+        assert claude.returncode == 0 and json.loads(claude.stdout)["result"] == "hi", claude.describe()
+        codex = rc.run([*launcher_argv(data), "codex", *CODEX_EXEC, "say hi"],
+                       rc.codex_env(home, path, PYTHONPATH=str(ROOT)), repo)
+    finally:
+        stopped = stop(HubPaths(data), None, 2.0)
+    pid = re.search(r"started proxy pid (\d+)", claude.stderr)
+    assert pid and f"joined proxy pid {pid.group(1)}" in codex.stderr, claude.stderr + codex.stderr
+    assert stopped["stopped"] and stopped["pid"] == int(pid.group(1))
+    assert_codex_said_hi(codex)
+    assert FALLBACK not in codex.stdout + codex.stderr, codex.describe()
+    hs = seen_one(fake, "GET", "/backend-api/codex/responses", ws=True)
+    assert rc.header(hs, "authorization") == f"Bearer {jwt}"
+    lines = list(read_index(data / "logs" / "index.ndjson"))
+    assert calls(lines, "POST", "/v1/messages?beta=true")[0]["agent"] == "claude"
+    (conn,) = [l for l in lines if l.get("kind") == "connection"]
+    assert conn["agent"] == "codex" and conn["sessionId"] == thread_id(codex.stdout)
+    assert [t["requestKind"] for t in lines if t.get("kind") == "turn"] == ["prewarm", "turn"]
 
 
 # ---------------------------------------------------------------- Codex, API key

@@ -66,7 +66,7 @@ def _start(settings: Settings) -> dict[str, Any]:
         already = info is not None
         if info is None:
             info = start_background(paths, settings, keep=True)
-    return {"running": True, "started": not already, **info.to_json(), "url": info.url, "log": str(paths.log)}
+    return {"running": True, **info.to_json(), "alreadyRunning": already, "url": info.url, "log": str(paths.log)}
 
 
 def run_hub_command(name: str, args: Sequence[str], settings: Callable[[], Settings], out: IO[str]) -> int:
@@ -88,7 +88,7 @@ def run_hub_command(name: str, args: Sequence[str], settings: Callable[[], Setti
     elif name == "status":
         print_status(report, out)
     elif name == "start":
-        out.write(f"ccxray: {'started' if report['started'] else 'already running'}: {report['url']}/ "
+        out.write(f"ccxray: {'already running' if report['alreadyRunning'] else 'started'}: {report['url']}/ "
                   f"(pid {report['pid']}, log {report['log']}); `ccxray stop` ends it\n")
     else:
         out.write(f"ccxray: stopped pid {report['pid']}\n" if report["stopped"]

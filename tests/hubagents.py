@@ -7,6 +7,7 @@ command per stdin line, answering each on stdout:
 
 * ``call``: one real POST through the proxy (Messages or Responses API) -> ``{"status": N}``
 * ``trap SIGNAME CODE``: on that signal print ``{"signal": N}`` and exit with CODE
+* ``count SIGNAME``: print ``{"signal": N}`` each time that signal arrives; ``ping``: ``{"pong": true}``
 * ``exit CODE`` / ``die SIGNAME``: leave with that code / be killed by that signal
 """
 
@@ -56,6 +57,11 @@ for line in sys.stdin:
     elif cmd[0] == "trap":
         signal.signal(getattr(signal, cmd[1]), trapped(int(cmd[2])))
         say(trapped=cmd[1])
+    elif cmd[0] == "count":
+        signal.signal(getattr(signal, cmd[1]), lambda signo, frame: say(signal=signo))
+        say(counting=cmd[1])
+    elif cmd[0] == "ping":
+        say(pong=True)
     elif cmd[0] == "exit":
         sys.exit(int(cmd[1]))
     elif cmd[0] == "die":
@@ -78,9 +84,10 @@ def install_agents(bin_dir: Path) -> Path:
 class Launcher:
     """``python -m ccxray [FLAGS] TOOL`` with its stdio on pipes, read by one thread."""
 
-    def __init__(self, env: dict[str, str], tool: str, *flags: str, argv: list[str] | None = None) -> None:
+    def __init__(self, env: dict[str, str], tool: str, *flags: str, argv: list[str] | None = None,
+                 stdin: int = subprocess.PIPE) -> None:
         cmd = argv or [sys.executable, "-m", "ccxray", "--port", "0", "--no-browser", *flags, tool]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=stdin, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, start_new_session=True)
         self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
         self.reader = threading.Thread(target=self._read)

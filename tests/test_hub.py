@@ -11,6 +11,7 @@ import http.client
 import io
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -210,6 +211,33 @@ def test_exit_status_and_signals_pass_through(hub_env, launchers_started, tool):
     assert dying.finish()[0] == -signal.SIGUSR1
 
 
+# Run ARGV as a session leader whose controlling terminal is its stdin (a pty),
+# as a shell runs a command: Ctrl-C typed there goes to the whole foreground group.
+WITH_TERMINAL = "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); os.execv(sys.argv[1], sys.argv[1:])"
+
+
+def test_ctrl_c_typed_in_the_terminal_reaches_the_agent_once(hub_env, launchers_started):
+    master, slave = pty.openpty()
+    try:
+        argv = [sys.executable, "-c", WITH_TERMINAL, sys.executable, "-m", "ccxray", "--port", "0",
+                "--no-browser", "claude"]
+        launcher = Launcher(hub_env, "claude", argv=argv, stdin=slave)
+        launchers_started.append(launcher)
+        os.close(slave)
+        launcher.wait_ready()
+        os.write(master, b"count SIGINT\n")
+        launcher.expect("counting")
+        os.write(master, b"\x03")  # the terminal's Ctrl-C: SIGINT to launcher and agent alike
+        assert launcher.expect("signal")["signal"] == signal.SIGINT
+        os.write(master, b"ping\n")
+        launcher.expect("pong")  # not a second SIGINT: the launcher did not pass the terminal's on
+        assert launcher.proc.poll() is None  # and the launcher itself did not die of it
+        os.write(master, b"exit 0\n")
+        assert launcher.finish()[0] == 0
+    finally:
+        os.close(master)
+
+
 def test_status_and_stop_json(hub_env, launchers_started):
     code, report = hub_json(hub_env, "status")
     assert code == 1 and report["running"] is False
@@ -248,6 +276,23 @@ def test_foreground_proxy_is_found_by_launchers(hub_env, launchers_started):
         assert running(hub_env).foreground  # the foreground proxy does not leave with the launcher
     finally:
         assert foreground.stop() == 0
+
+
+def test_foreground_ccxray_attaches_to_a_running_proxy(hub_env, launchers_started):
+    code, started = hub_json(hub_env, "start")
+    assert code == 0 and started["alreadyRunning"] is False and started["keep"]
+    again = hub_json(hub_env, "start")[1]
+    assert again["alreadyRunning"] is True and again["pid"] == started["pid"]  # one proxy per home
+    paths = HubPaths(home_of(hub_env))
+    attached = Launcher(hub_env, "", argv=[sys.executable, "-m", "ccxray", "--no-browser"],
+                        stdin=subprocess.DEVNULL)
+    launchers_started.append(attached)
+    assert started["url"] in attached.expect("text")["text"]
+    assert "Ctrl-C to leave" in attached.expect("text")["text"]
+    assert [l["agent"] for l in launchers(paths)] == ["foreground"]
+    attached.proc.send_signal(signal.SIGINT)
+    assert attached.finish()[0] == 0
+    assert launchers(paths) == [] and running(hub_env).pid == started["pid"]
 
 
 def test_registry_ignores_gone_and_reused_pids(tmp_path):

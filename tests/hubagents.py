@@ -164,3 +164,47 @@ def hub_gone(home: Path, pid: int) -> Callable[[], bool]:
 
 def wait_gone(home: Path, pid: int, timeout: float = 30.0) -> None:
     wait_until(hub_gone(home, pid), timeout, f"proxy pid {pid} to exit")
+
+
+class SharedProxy:
+    """A kept background proxy started with ``ccxray start`` for launchers to join; read like ProxyHandle."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.home = Path(env["CCXRAY_HOME"])
+        done = subprocess.run([sys.executable, "-m", "ccxray", "--port", "0", "--no-browser", "start", "--json"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        self.info = json.loads(done.stdout)
+        self.url: str = self.info["url"]
+        self.logs = self.home / "logs"
+
+    def launcher(self, tool: str) -> list[str]:
+        """argv of a launcher joining this proxy (--port 0: whichever port it has)."""
+        return [sys.executable, "-m", "ccxray", "--port", "0", "--no-browser", "--home", str(self.home), tool]
+
+    def lines(self) -> list[dict[str, Any]]:
+        from ccxray.store import read_index
+
+        return list(read_index(self.logs / "index.ndjson"))
+
+    def wait_lines(self, pred: Callable[[list[dict[str, Any]]], bool], timeout: float = 10.0,
+                   what: str = "log lines") -> list[dict[str, Any]]:
+        def ready() -> list[dict[str, Any]] | None:
+            found = self.lines()
+            return found if pred(found) else None
+        return wait_until(ready, timeout, what)  # type: ignore[no-any-return]
+
+    def sidecar(self, call_id: str, part: str) -> Any:
+        return json.loads((self.logs / f"{call_id}_{part}.json").read_text())
+
+    def stop(self) -> None:
+        from ccxray.hub import stop
+        from ccxray.hubfiles import HubPaths
+
+        stop(HubPaths(self.home), None, 2.0)
+
+
+def shared_proxy_env(proxy_vars: dict[str, str]) -> dict[str, str]:
+    """This environment without what would change the proxy, plus ``proxy_vars`` and ccxray importable."""
+    env = {k: v for k, v in os.environ.items() if k not in ("AUTH_TOKEN", "HTTPS_PROXY", "https_proxy", "PROXY_PORT")}
+    return {**env, **proxy_vars, "PYTHONPATH": str(ROOT)}

@@ -3,10 +3,10 @@
 Claude Code (2.1.x) and Codex (0.169.x), installed from npm, run exactly as
 shared/REAL_CLIENTS.md describes: a throwaway HOME, a minimal environment,
 every outside connection sent to a closed loopback port, stdin from
-/dev/null and a timeout. Each test runs one "say hi" turn through an
-in-process ccxray (or the ``python -m ccxray claude|codex`` launchers sharing one
-background proxy) to
-tools/fake_upstream.py and checks what the client printed, what the fake
+/dev/null and a timeout. Each test runs one "say hi" turn the way a user
+does, through the ``python -m ccxray claude|codex`` launchers and the shared
+background proxy (started by ``ccxray start``, or by the first launcher), to
+tools/fake_upstream.py, and checks what the client printed, what the fake
 received and what ccxray recorded.
 
 Set ``CCXRAY_REAL_CLIENTS_BIN`` to the directory holding ``claude`` and
@@ -25,16 +25,15 @@ from typing import Any, Iterator
 
 import pytest
 
-from ccxray.config import load_settings
 from ccxray.hub import stop
 from ccxray.hubfiles import HubPaths
 from ccxray.readback import read_request
-from ccxray.server import ProxyServer
 from ccxray.store import read_index
 from tools.fake_upstream import FakeUpstream
 
 from . import realclients as rc
-from .conftest import ROOT, ProxyHandle, proxy_env, wait_until
+from .conftest import ROOT, proxy_env, wait_until
+from .hubagents import SharedProxy, shared_proxy_env
 
 pytestmark = pytest.mark.slow
 
@@ -54,15 +53,25 @@ def codex_bin() -> str:
     return rc.find_client("codex")
 
 
+@pytest.fixture
+def proxy(fake: FakeUpstream, tmp_path: Path) -> Iterator[SharedProxy]:
+    """A shared background proxy (``ccxray start``) in front of the fake; the clients join it via launchers."""
+    shared = SharedProxy(shared_proxy_env(proxy_env(fake, tmp_path / "ccxray")))
+    try:
+        yield shared
+    finally:
+        shared.stop()
+
+
 @pytest.fixture(params=[False, True], ids=["plain-upstream", "deflate-upstream"])
-def ws_pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[FakeUpstream, ProxyHandle]]:
-    """A fake (accepting permessage-deflate or not) and a ccxray in front of it."""
+def ws_pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[FakeUpstream, SharedProxy]]:
+    """A fake (accepting permessage-deflate or not) and a shared ccxray in front of it."""
     with FakeUpstream(ws_deflate=request.param) as upstream:
-        server = ProxyServer(load_settings(proxy_env(upstream, tmp_path / "ccxray"), port=0)).start()
+        shared = SharedProxy(shared_proxy_env(proxy_env(upstream, tmp_path / "ccxray")))
         try:
-            yield upstream, ProxyHandle(server)
+            yield upstream, shared
         finally:
-            server.stop(grace_s=2)
+            shared.stop()
 
 
 # ---------------------------------------------------------------- helpers
@@ -97,12 +106,13 @@ def assert_no_secrets(logs: Path, *secrets: str, skip: frozenset[str] = frozense
     assert not leaked, f"secret values written under {logs}: {leaked}"
 
 
-def run_codex(codex_bin: str, home: Path, repo: Path, *extra: str, **env: str) -> rc.Run:
-    return rc.run([codex_bin, *CODEX_EXEC, *extra, "say hi"],
-                  rc.codex_env(home, rc.search_path(codex_bin), **env), repo)
+def run_codex(codex_bin: str, proxy: SharedProxy, home: Path, repo: Path, **env: str) -> rc.Run:
+    """``ccxray codex exec ... "say hi"``: the launcher joins ``proxy`` and adds both base URLs."""
+    return rc.run([*proxy.launcher("codex"), *CODEX_EXEC, "say hi"],
+                  rc.codex_env(home, rc.search_path(codex_bin), PYTHONPATH=str(ROOT), **env), repo)
 
 
-def check_codex_websocket(fake: FakeUpstream, proxy: ProxyHandle, result: rc.Run, repo: Path,
+def check_codex_websocket(fake: FakeUpstream, proxy: SharedProxy, result: rc.Run, repo: Path,
                           target: str) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
     """The checks common to API-key and ChatGPT WebSocket runs; returns (connection, turns, handshake)."""
     assert_codex_said_hi(result)
@@ -164,13 +174,13 @@ def check_codex_websocket(fake: FakeUpstream, proxy: ProxyHandle, result: rc.Run
 # ---------------------------------------------------------------- Claude Code
 
 
-def test_claude_print_json_through_proxy(claude_bin: str, fake: FakeUpstream, proxy: ProxyHandle,
+def test_claude_print_json_through_proxy(claude_bin: str, fake: FakeUpstream, proxy: SharedProxy,
                                          tmp_path: Path) -> None:
     home = rc.make_home(tmp_path)
     work = home / "work"
     work.mkdir()
-    result = rc.run([claude_bin, *CLAUDE_ARGS],
-                    rc.claude_env(home, rc.search_path(claude_bin), proxy.url), work)
+    result = rc.run([*proxy.launcher("claude"), *CLAUDE_ARGS],
+                    rc.claude_env(home, rc.search_path(claude_bin), proxy.url, PYTHONPATH=str(ROOT)), work)
     assert result.returncode == 0, result.describe()
     out = json.loads(result.stdout)
     assert out["is_error"] is False and out["subtype"] == "success", out
@@ -269,12 +279,12 @@ def test_claude_and_codex_launchers_share_one_proxy(claude_bin: str, codex_bin: 
 # ---------------------------------------------------------------- Codex, API key
 
 
-def test_codex_http_sse_through_proxy(codex_bin: str, fake: FakeUpstream, proxy: ProxyHandle,
+def test_codex_http_sse_through_proxy(codex_bin: str, fake: FakeUpstream, proxy: SharedProxy,
                                       tmp_path: Path) -> None:
     home = rc.make_home(tmp_path)
     repo = rc.git_repo(home / "repo", home)
     rc.write_codex_provider_config(home, proxy.url + "/v1", websockets=False)
-    result = run_codex(codex_bin, home, repo, OPENAI_API_KEY=rc.OPENAI_KEY)
+    result = run_codex(codex_bin, proxy, home, repo, OPENAI_API_KEY=rc.OPENAI_KEY)
     assert_codex_said_hi(result)
     thread = thread_id(result.stdout)
 
@@ -297,13 +307,13 @@ def test_codex_http_sse_through_proxy(codex_bin: str, fake: FakeUpstream, proxy:
     assert_no_secrets(proxy.logs, rc.OPENAI_KEY)
 
 
-def test_codex_websocket_through_proxy(codex_bin: str, ws_pair: tuple[FakeUpstream, ProxyHandle],
+def test_codex_websocket_through_proxy(codex_bin: str, ws_pair: tuple[FakeUpstream, SharedProxy],
                                        tmp_path: Path) -> None:
     fake, proxy = ws_pair
     home = rc.make_home(tmp_path)
     repo = rc.git_repo(home / "repo", home)
     rc.write_codex_provider_config(home, proxy.url + "/v1", websockets=True)
-    result = run_codex(codex_bin, home, repo, OPENAI_API_KEY=rc.OPENAI_KEY)
+    result = run_codex(codex_bin, proxy, home, repo, OPENAI_API_KEY=rc.OPENAI_KEY)
     _, _, hs = check_codex_websocket(fake, proxy, result, repo, "/v1/responses")
     assert rc.header(hs, "authorization") == f"Bearer {rc.OPENAI_KEY}"
     # Codex offers permessage-deflate; the proxy does not pass the offer on, so
@@ -315,13 +325,12 @@ def test_codex_websocket_through_proxy(codex_bin: str, ws_pair: tuple[FakeUpstre
 # ---------------------------------------------------------------- Codex, ChatGPT login
 
 
-def test_codex_chatgpt_login_websocket_through_proxy(codex_bin: str, fake: FakeUpstream, proxy: ProxyHandle,
+def test_codex_chatgpt_login_websocket_through_proxy(codex_bin: str, fake: FakeUpstream, proxy: SharedProxy,
                                                      tmp_path: Path) -> None:
     home = rc.make_home(tmp_path)
     repo = rc.git_repo(home / "repo", home)
     jwt = rc.write_codex_chatgpt_login(home)
-    base = proxy.url + "/v1"
-    result = run_codex(codex_bin, home, repo, "-c", f'openai_base_url="{base}"', "-c", f'chatgpt_base_url="{base}"')
+    result = run_codex(codex_bin, proxy, home, repo)  # the launcher points both base URLs at the proxy
     _, _, hs = check_codex_websocket(fake, proxy, result, repo, "/backend-api/codex/responses")
     assert rc.header(hs, "chatgpt-account-id") == rc.CHATGPT_ACCOUNT
     assert rc.header(hs, "authorization") == f"Bearer {jwt}"

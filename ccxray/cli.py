@@ -150,7 +150,7 @@ def serve(settings: Settings) -> int:
     """Run the proxy in the foreground until SIGINT/SIGTERM (or attach to the running one)."""
     paths = HubPaths(settings.home)
     with locked(paths):
-        running = find(paths, settings.auth_token)
+        running = find(paths, settings.auth_token, tidy=True)
         if running is None:
             server = _start_foreground(settings)
             hub = HubProcess(server, keep=True, foreground=True, grace_s=settings.hub_grace_s)

@@ -50,19 +50,22 @@ class HubInfo:
     keep: bool
     foreground: bool
     calls: int
+    proc_start: int | None = None  # tells the proxy's process from a later one given the same pid
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "HubInfo | None":
         try:
             return cls(int(data["pid"]), str(data["host"]), int(data["port"]), str(data["version"]),
                        float(data["started"]), bool(data.get("keep")), bool(data.get("foreground")),
-                       int(data.get("calls") or 0))
+                       int(data.get("calls") or 0),
+                       data["procStart"] if isinstance(data.get("procStart"), int) else None)
         except (KeyError, TypeError, ValueError):
             return None
 
     def to_json(self) -> dict[str, Any]:
         return {"pid": self.pid, "host": self.host, "port": self.port, "version": self.version,
-                "started": self.started, "keep": self.keep, "foreground": self.foreground, "calls": self.calls}
+                "started": self.started, "keep": self.keep, "foreground": self.foreground, "calls": self.calls,
+                "procStart": self.proc_start}
 
     @property
     def connect_host(self) -> str:
@@ -118,20 +121,22 @@ def read_info(paths: HubPaths) -> HubInfo | None:
     return HubInfo.from_json(data) if data else None
 
 
-def find(paths: HubPaths, token: str | None) -> HubInfo | None:
-    """The running proxy of this home, or None; a stale pid file is removed.
+def find(paths: HubPaths, token: str | None, tidy: bool = False) -> HubInfo | None:
+    """The running proxy of this home, or None.
 
-    Call with the hub lock held when the answer decides whether to start one.
-    Raises HubError if a ccxray of an incompatible version holds the home.
+    With ``tidy`` (only with the hub lock held, when the answer decides
+    whether to start a proxy) a stale pid file is removed. Raises HubError if
+    the proxy's process lives but does not answer as a compatible ccxray.
     """
     info = read_info(paths)
-    if info is None:
-        remove(paths.pid)  # absent or unreadable: nobody can be using it
+    if info is None or not alive(info.pid, info.proc_start):
+        if tidy:
+            remove(paths.pid)  # absent, unreadable, or its process is gone (crash, SIGKILL): stale
         return None
-    version = probe(info.connect_host, info.port, token) if alive(info.pid) else None
+    version = probe(info.connect_host, info.port, token)
     if version is None:
-        remove(paths.pid)  # crashed or killed: the lock it left is stale
-        return None
+        raise HubError(f"ccxray pid {info.pid} of {paths.home} does not answer on port {info.port} "
+                       f"(stopped or overloaded?); wait, or end it: kill {info.pid}")
     if not compatible(version):
         raise HubError(f"ccxray {version} (pid {info.pid}) runs for {paths.home} on port {info.port}; "
                        f"this is {__version__}: stop it with that version's `ccxray stop`")
@@ -156,7 +161,7 @@ def start_background(paths: HubPaths, settings: Settings, keep: bool) -> HubInfo
                        f"(see {paths.log})") from exc
     if done.returncode != 0:
         raise HubError(f"the background proxy did not start (see {paths.log})")
-    info = find(paths, settings.auth_token)
+    info = find(paths, settings.auth_token, tidy=True)
     if info is None:
         raise HubError(f"the background proxy started but does not answer (see {paths.log})")
     return info
@@ -166,7 +171,7 @@ def join(settings: Settings, agent: str, keep: bool) -> tuple[HubInfo, Path, boo
     """Find or start the proxy and register this process; (info, registration file, started)."""
     paths = HubPaths(settings.home)
     with locked(paths):
-        info = find(paths, settings.auth_token)
+        info = find(paths, settings.auth_token, tidy=True)
         started = info is None
         if info is None:
             info = start_background(paths, settings, keep)

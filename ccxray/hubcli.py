@@ -62,7 +62,7 @@ def print_status(report: dict[str, Any], out: IO[str]) -> None:
 def _start(settings: Settings) -> dict[str, Any]:
     paths = HubPaths(settings.home)
     with locked(paths):
-        info = find(paths, settings.auth_token)
+        info = find(paths, settings.auth_token, tidy=True)
         already = info is not None
         if info is None:
             info = start_background(paths, settings, keep=True)

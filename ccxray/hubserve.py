@@ -21,13 +21,14 @@ import sys
 import threading
 import time
 import traceback
+from dataclasses import replace
 from typing import Any, Callable
 
 from . import __version__
 from .config import Settings
 from .errors import ConfigError
 from .hub import HubInfo, bind_error
-from .hubfiles import HubPaths, launchers, locked, read_json, remove, write_json_atomic
+from .hubfiles import HubPaths, launchers, locked, process_start, read_json, remove, write_json_atomic
 from .server import ProxyServer
 
 POLL_S = 0.2
@@ -55,7 +56,7 @@ class HubProcess:
         self.grace_s = grace_s
         self.counter = CallCounter()
         self.info = HubInfo(os.getpid(), server.settings.host, server.port, __version__, time.time(),
-                            keep, foreground, 0)
+                            keep, foreground, 0, process_start(os.getpid()))
         server.recorder.add_listener(self.counter)
 
     def publish(self) -> None:
@@ -68,7 +69,7 @@ class HubProcess:
     def _publish_count(self) -> None:
         count = self.counter.count
         if count != self.info.calls:
-            self.info = HubInfo(**{**self.info.to_json(), "calls": count})
+            self.info = replace(self.info, calls=count)
             with locked(self.paths):
                 if self._ours():
                     self.publish()
@@ -95,7 +96,9 @@ class HubProcess:
                     self._retire()
                     return
             last_used = time.monotonic()
-        print("ccxray: shutting down", flush=True)
+        users = launchers(self.paths)
+        print("ccxray: shutting down" + (f" although {len(users)} launcher(s) still use it (pids "
+                                         f"{', '.join(str(u['pid']) for u in users)})" if users else ""), flush=True)
         with locked(self.paths):
             self._retire()
 

@@ -86,9 +86,10 @@ def test_stale_and_foreign_pid_files(hub_settings, monkeypatch):
     paths = HubPaths(hub_settings.home)
     write_json_atomic(paths.pid, {"pid": 2 ** 22 + 7, "host": "127.0.0.1", "port": 1, "version": "0.1.0",
                                   "started": 0})
-    assert find(paths, None) is None and not paths.pid.exists()  # its process is gone: stale
+    assert find(paths, None) is None and paths.pid.exists()  # only read: status runs without the lock
+    assert find(paths, None, tidy=True) is None and not paths.pid.exists()  # its process is gone: stale
     paths.pid.write_text("not json")
-    assert find(paths, None) is None and not paths.pid.exists()
+    assert find(paths, None, tidy=True) is None and not paths.pid.exists()
     with ProxyServer(hub_settings) as server:
         assert probe("127.0.0.1", server.port, None) is not None
         write_json_atomic(paths.pid, {"pid": os.getpid(), "host": "127.0.0.1", "port": server.port,
@@ -96,8 +97,12 @@ def test_stale_and_foreign_pid_files(hub_settings, monkeypatch):
         assert not compatible("9.9.0") and compatible(probe("127.0.0.1", server.port, None) or "")
         monkeypatch.setattr("ccxray.hub.probe", lambda *a, **k: "9.9.0")  # a live ccxray of another version
         with pytest.raises(HubError, match="ccxray 9.9.0"):
-            find(paths, None)
+            find(paths, None, tidy=True)
         assert paths.pid.exists()  # not ours to remove
+        monkeypatch.setattr("ccxray.hub.probe", lambda *a, **k: None)  # alive, yet no answer
+        with pytest.raises(HubError, match="does not answer"):
+            find(paths, None, tidy=True)
+        assert paths.pid.exists()
 
 
 def test_status_text_when_nothing_runs(tmp_path):

@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-browser", action="store_true", help="do not open the dashboard in a browser")
     parser.add_argument("--keep", action="store_true",
                         help="a proxy started by a launcher stays after the last one exits (until `ccxray stop`)")
-    parser.add_argument("--version", action="version", version=version_text())
+    parser.add_argument("--version", action="version", version=version_text(),
+                        help="print the versions of ccxray, h11, wsproto and Python")
     parser.add_argument("command", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
@@ -223,11 +224,11 @@ COMMANDS: dict[str, Command] = {
     "usage": Command("usage [FLAGS]", "cost and tokens from the log", _run_log("usage"), _log_parser("usage")),
     "show": Command("show ID [--req|--res|--meta]", "print one call whole, as JSON", _run_store("show")),
     "compact": Command("compact", "store the log's full requests as deltas, in place", _run_store("compact")),
-    "status": Command("status [--json]", "the running proxy: port, pid, uptime, launchers, calls",
+    "status": Command("status [FLAGS]", "the running proxy: port, pid, uptime, launchers, calls",
                       _run_hub("status"), _hub_parser("status")),
-    "start": Command("start [--json]", "start the shared proxy in the background, kept until `ccxray stop`",
+    "start": Command("start [FLAGS]", "start the shared proxy in the background, kept until `ccxray stop`",
                      _run_hub("start"), _hub_parser("start")),
-    "stop": Command("stop [--json]", "stop the running proxy (in-flight calls get the shutdown grace)",
+    "stop": Command("stop [FLAGS]", "stop the running proxy (in-flight calls get the shutdown grace)",
                     _run_hub("stop"), _hub_parser("stop")),
     "_hub": Command("_hub", "the background proxy itself (started by launchers)", _run_serve_background,
                     hidden=True),

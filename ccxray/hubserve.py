@@ -32,6 +32,7 @@ from .hubfiles import HubPaths, launchers, locked, process_start, read_json, rem
 from .server import ProxyServer
 
 POLL_S = 0.2
+LOG_KEEP_BYTES = 5 * 1024 * 1024
 
 
 class CallCounter:
@@ -113,6 +114,11 @@ def stop_on_signals() -> threading.Event:
 
 def _redirect_to_log(paths: HubPaths) -> None:
     paths.home.mkdir(parents=True, exist_ok=True)
+    try:
+        if paths.log.stat().st_size > LOG_KEEP_BYTES:
+            os.replace(paths.log, paths.log.with_name(paths.log.name + ".1"))  # one old log is kept
+    except FileNotFoundError:
+        pass
     log_fd = os.open(paths.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     null_fd = os.open(os.devnull, os.O_RDONLY)
     sys.stdout.flush()

@@ -168,7 +168,7 @@ def usage_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="usage", description="Summarise cost and tokens from the ccxray log.")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--last", help="only this recent period, e.g. 24h or 7d")
-    p.add_argument("--session", help="only this session id")
+    p.add_argument("--session", help="only this session id (or its last 8+ characters)")
     p.add_argument("--cwd", help="only calls made in this directory")
     return p
 

@@ -23,6 +23,7 @@ from ccxray.hubfiles import HubPaths
 from tools.fake_upstream import FakeUpstream
 
 from .conftest import ROOT
+from .hubagents import install_agents
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +64,7 @@ def recv_until_completed(ws: Any) -> list[dict[str, Any]]:
             return events
 
 
-def test_runs_alone_proxies_http_and_websocket_and_reads_them_back(tmp_path: Path, fake: FakeUpstream,
+def test_runs_alone_proxies_http_websocket_and_a_launcher_and_reads_them_back(tmp_path: Path, fake: FakeUpstream,
                                                                    bare_python: Path) -> None:
     archive = tmp_path / "ccxray.pyz"
     build(archive)
@@ -89,6 +90,11 @@ def test_runs_alone_proxies_http_and_websocket_and_reads_them_back(tmp_path: Pat
             assert recv_until_completed(ws)[-1]["type"] == "response.completed"
         status = json.loads(pyz(bare_python, archive, outside, env, "status", "--json").stdout)
         assert status["running"] and status["port"] == port
+        agents = {**env, "PATH": f"{install_agents(tmp_path / 'bin')}:{env['PATH']}"}
+        launched = subprocess.run([str(bare_python), "-I", str(archive), "--port", "0", "claude"], cwd=outside,
+                                  env=agents, input="call\nexit 4\n", capture_output=True, text=True, timeout=60)
+        assert launched.returncode == 4 and f"joined proxy pid {status['pid']}" in launched.stderr, launched
+        assert json.loads(launched.stdout.splitlines()[-1]) == {"status": 200}
     finally:
         stopped = pyz(bare_python, archive, outside, env, "stop", "--json")
         stop(HubPaths(home), None, 2.0)  # in case the archive's own stop failed
@@ -96,9 +102,9 @@ def test_runs_alone_proxies_http_and_websocket_and_reads_them_back(tmp_path: Pat
 
     tail = pyz(bare_python, archive, outside, env, "tail", "--no-follow", "--json")
     lines = [json.loads(l) for l in tail.stdout.splitlines()]
-    assert sorted(l["kind"] for l in lines) == ["call", "connection", "turn"], lines
+    assert sorted(l["kind"] for l in lines) == ["call", "call", "connection", "turn"], lines
     human = pyz(bare_python, archive, outside, env, "tail", "--no-follow").stdout
     assert "websocket connection" in human and "frames ↑1" in human
     usage = json.loads(pyz(bare_python, archive, outside, env, "usage", "--json").stdout)
-    assert usage["total"]["calls"] == 2
+    assert usage["total"]["calls"] == 3
     assert set(usage["byModel"]) == {"claude-haiku-4-5", "gpt-5.5"}

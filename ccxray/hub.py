@@ -147,7 +147,7 @@ def boot_command(settings: Settings, keep: bool) -> list[str]:
     """argv for a background proxy run by this same Python from this same copy of ccxray."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(ccxray.__file__)))
     flags = ["-I"] if sys.flags.isolated else []
-    args = ["--home", str(settings.home), "--host", settings.host, "--port", str(settings.port)]
+    args = ["--home", os.path.abspath(settings.home), "--host", settings.host, "--port", str(settings.port)]
     return [sys.executable, *flags, "-c", BOOT, root, *args, *(["--keep"] if keep else []), "--no-browser", "_hub"]
 
 

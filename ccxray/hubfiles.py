@@ -130,8 +130,11 @@ def alive(pid: int, started: int | None = None) -> bool:
 def register(paths: HubPaths, agent: str, pid: int | None = None) -> Path:
     """Record that process ``pid`` (default: this one) uses the proxy; returns its file."""
     pid = os.getpid() if pid is None else pid
-    entry = {"pid": pid, "agent": agent, "since": time.time(), "cwd": os.getcwd(),
-             "procStart": process_start(pid)}
+    try:
+        cwd: str | None = os.getcwd()
+    except OSError:  # the directory was removed under us: still a user
+        cwd = None
+    entry = {"pid": pid, "agent": agent, "since": time.time(), "cwd": cwd, "procStart": process_start(pid)}
     path = paths.registry / f"{pid}.json"
     write_json_atomic(path, entry)
     return path

@@ -257,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"ccxray: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C before an agent or a proxy took over the terminal
+        return 130
 
 
 def main_entry() -> None:

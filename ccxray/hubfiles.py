@@ -127,14 +127,20 @@ def alive(pid: int, started: int | None = None) -> bool:
     return started is None or process_start(pid) in (None, started)
 
 
-def register(paths: HubPaths, agent: str, pid: int | None = None) -> Path:
-    """Record that process ``pid`` (default: this one) uses the proxy; returns its file."""
+def register(paths: HubPaths, agent: str, pid: int | None = None, agent_pid: int | None = None) -> Path:
+    """Record that process ``pid`` (default: this one) uses the proxy; returns its file.
+
+    ``agent_pid`` names the agent it runs: a user lasts while either lives, so
+    an agent whose launcher was killed keeps its proxy.
+    """
     pid = os.getpid() if pid is None else pid
     try:
         cwd: str | None = os.getcwd()
     except OSError:  # the directory was removed under us: still a user
         cwd = None
     entry = {"pid": pid, "agent": agent, "since": time.time(), "cwd": cwd, "procStart": process_start(pid)}
+    if agent_pid is not None:
+        entry.update(agentPid=agent_pid, agentStart=process_start(agent_pid))
     path = paths.registry / f"{pid}.json"
     write_json_atomic(path, entry)
     return path
@@ -149,13 +155,16 @@ def launchers(paths: HubPaths) -> list[dict[str, Any]]:
         return found
     for path in names:
         entry = read_json(path)
-        pid = entry.get("pid") if entry else None
-        started = entry.get("procStart") if entry else None
-        if isinstance(pid, int) and alive(pid, started if isinstance(started, int) else None):
-            found.append(entry)  # type: ignore[arg-type]
+        if entry is not None and (_lives(entry, "pid", "procStart") or _lives(entry, "agentPid", "agentStart")):
+            found.append(entry)
         elif entry is not None or time.time() - _mtime(path) > 5:
-            remove(path)  # a gone process, or a file that stayed unreadable
+            remove(path)  # gone processes, or a file that stayed unreadable
     return found
+
+
+def _lives(entry: dict[str, Any], pid_key: str, start_key: str) -> bool:
+    pid, started = entry.get(pid_key), entry.get(start_key)
+    return isinstance(pid, int) and alive(pid, started if isinstance(started, int) else None)
 
 
 def _mtime(path: Path) -> float:

@@ -15,11 +15,11 @@ import shutil
 import signal
 import subprocess
 import sys
-from typing import Mapping
+from typing import Callable, Mapping
 
 from .config import Settings, environ
 from .hub import HubInfo, join
-from .hubfiles import HubPaths, remove
+from .hubfiles import HubPaths, register, remove
 
 INSTALL_HINT = {
     "claude": "npm install -g @anthropic-ai/claude-code",
@@ -28,6 +28,7 @@ INSTALL_HINT = {
 # Signals a launcher passes on. SIGTSTP/SIGCONT are left to their defaults, so
 # job control stops and resumes launcher and agent together.
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+Started = Callable[[int], None]
 SI_KERNEL = 0x80  # Linux si_code of a signal the kernel sent (the terminal's Ctrl-C, hangup)
 
 
@@ -48,7 +49,7 @@ def env_for(tool: str, base: str, settings: Settings) -> dict[str, str]:
     return env
 
 
-def _run_waiting_for_signals(argv: list[str], env: Mapping[str, str]) -> int:
+def _run_waiting_for_signals(argv: list[str], env: Mapping[str, str], started: Started) -> int:
     """Linux: block the forwarded signals and SIGCHLD and take them one by one.
 
     ``sigwaitinfo`` says who sent each one: a signal the terminal sent to the
@@ -60,6 +61,7 @@ def _run_waiting_for_signals(argv: list[str], env: Mapping[str, str]) -> int:
     try:
         proc = subprocess.Popen(argv, env=dict(env),
                                 preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_SETMASK, previous))
+        started(proc.pid)
         while proc.poll() is None:
             info = signal.sigwaitinfo(waited)
             if info.si_signo != signal.SIGCHLD and info.si_code != SI_KERNEL and proc.poll() is None:
@@ -69,9 +71,10 @@ def _run_waiting_for_signals(argv: list[str], env: Mapping[str, str]) -> int:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _run_with_handlers(argv: list[str], env: Mapping[str, str]) -> int:
+def _run_with_handlers(argv: list[str], env: Mapping[str, str], started: Started) -> int:
     """Elsewhere: pass on what is sent to the launcher, except the terminal's own keys."""
     proc = subprocess.Popen(argv, env=dict(env))
+    started(proc.pid)
     previous = {sig: signal.getsignal(sig) for sig in FORWARDED}
     for sig in FORWARDED:
         if sig in (signal.SIGINT, signal.SIGQUIT):
@@ -85,18 +88,24 @@ def _run_with_handlers(argv: list[str], env: Mapping[str, str]) -> int:
             signal.signal(sig, handler)
 
 
-def run_agent(argv: list[str], env: Mapping[str, str]) -> int:
-    """Run the agent in this terminal; its returncode (negative: the signal that killed it)."""
+def run_agent(argv: list[str], env: Mapping[str, str], started: Started = lambda pid: None) -> int:
+    """Run the agent in this terminal; its returncode (negative: the signal that killed it).
+
+    ``started`` is called with the agent's pid as soon as it runs.
+    """
     if hasattr(signal, "sigwaitinfo") and sys.platform.startswith("linux"):
-        return _run_waiting_for_signals(argv, env)
-    return _run_with_handlers(argv, env)
+        return _run_waiting_for_signals(argv, env, started)
+    return _run_with_handlers(argv, env, started)
 
 
-def _announce(tool: str, info: HubInfo, started: bool, settings: Settings) -> None:
+def _announce(tool: str, info: HubInfo, started: bool, settings: Settings, keep: bool) -> None:
     how = (f"started proxy pid {info.pid}, log {HubPaths(settings.home).log}" if started
            else f"joined proxy pid {info.pid}")
     print(f"ccxray: {tool} -> {info.url} ({how}); dashboard {info.url}/ ; "
           "`ccxray status` shows who uses it, `ccxray stop` ends it", file=sys.stderr)
+    if keep and not info.keep:
+        print("ccxray: note: --keep applies when a launcher starts the proxy; this one was running already "
+              "and leaves after its last launcher (`ccxray start` starts a kept one)", file=sys.stderr)
     if settings.port not in (0, info.port):
         print(f"ccxray: note: the running proxy uses port {info.port}, not {settings.port} "
               "(`ccxray stop` it to change ports)", file=sys.stderr)
@@ -110,8 +119,11 @@ def launch(tool: str, args: list[str], settings: Settings, keep: bool = False) -
         return 127
     info, registration, started = join(settings, tool, keep)
     try:
-        _announce(tool, info, started, settings)
-        return run_agent(command_for(tool, exe, args, info.url), env_for(tool, info.url, settings))
+        _announce(tool, info, started, settings, keep)
+        def agent_started(agent_pid: int) -> None:
+            register(HubPaths(settings.home), tool, agent_pid=agent_pid)
+
+        return run_agent(command_for(tool, exe, args, info.url), env_for(tool, info.url, settings), agent_started)
     finally:
         remove(registration)
 

@@ -154,14 +154,20 @@ def test_sigkilled_proxy_leaves_a_stale_lock_the_next_launcher_replaces(hub_env,
     wait_gone(home_of(hub_env), new.pid)
 
 
-def test_sigkilled_launcher_no_longer_holds_the_proxy(hub_env, launchers_started):
+def test_sigkilled_launcher_holds_the_proxy_only_while_its_agent_lives(hub_env, launchers_started):
     launcher = start(launchers_started, hub_env, "claude")
     launcher.wait_ready()
     info = running(hub_env)
+    paths = HubPaths(home_of(hub_env))
+    wait_until(lambda: [l.get("agentPid") for l in launchers(paths)] == [launcher.ready["pid"]], 20,
+               "the agent's pid in the registration")
     os.kill(launcher.proc.pid, signal.SIGKILL)  # no chance to deregister
     launcher.proc.wait(10)
+    assert launcher.call() == 200  # the orphaned agent still works through the proxy
+    assert running(hub_env).pid == info.pid
+    launcher.finish()  # the agent sees stdin close and exits: nobody is left
     wait_gone(home_of(hub_env), info.pid)
-    launcher.finish()  # its agent sees stdin close and exits
+    assert not list((home_of(hub_env) / "launchers").glob("*.json"))
 
 
 def test_launchers_racing_end_on_one_proxy(hub_env, launchers_started):
@@ -301,7 +307,9 @@ def test_registry_ignores_gone_and_reused_pids(tmp_path):
     ghost = register(paths, "codex", pid=2 ** 22 + 12345)  # beyond pid_max: never a live process
     reused = paths.registry / "1.json"
     reused.write_text(json.dumps({"pid": 1, "agent": "x", "procStart": -5}))
-    assert [l["agent"] for l in launchers(paths)] == ["claude"]
+    orphan = register(paths, "codex", pid=2 ** 22 + 12346, agent_pid=os.getpid())  # launcher gone, agent lives
+    assert [l["agent"] for l in launchers(paths)] == ["claude", "codex"]
     assert not ghost.exists() and not reused.exists()
+    remove(orphan)
     remove(mine)
     assert launchers(paths) == []

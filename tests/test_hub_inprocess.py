@@ -127,9 +127,11 @@ def test_agent_argv_and_environment(hub_settings):
 @pytest.mark.parametrize("runner", [_run_waiting_for_signals, _run_with_handlers])
 def test_runner_returns_the_code_or_the_signal(runner):
     before = {sig: signal.getsignal(sig) for sig in FORWARDED}
-    assert runner([sys.executable, "-c", "raise SystemExit(3)"], {}) == 3
+    pids: list[int] = []
+    assert runner([sys.executable, "-c", "raise SystemExit(3)"], {}, pids.append) == 3
     die = "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"
-    assert runner([sys.executable, "-c", die], {}) == -signal.SIGTERM
+    assert runner([sys.executable, "-c", die], {}, pids.append) == -signal.SIGTERM
+    assert len(set(pids)) == 2
     assert {sig: signal.getsignal(sig) for sig in FORWARDED} == before  # handlers put back
     assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == set()  # nothing left blocked
 

@@ -12,6 +12,8 @@ import json
 import subprocess
 import sys
 import venv
+import zipfile
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,22 @@ def pyz(python: Path, archive: Path, cwd: Path, env: dict[str, str], *args: str)
 
 def test_two_builds_are_identical(tmp_path: Path) -> None:
     assert build(tmp_path / "one.pyz") == build(tmp_path / "two.pyz")
+
+
+def test_wheels_give_the_same_archive_as_installed_packages(tmp_path: Path) -> None:
+    """``--wheels DIR`` (offline, after ``pip download``) bundles exactly what the venv has installed."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    for name in ("h11", "wsproto"):
+        dist = metadata.distribution(name)
+        with zipfile.ZipFile(wheels / f"{name}-{dist.version}-py3-none-any.whl", "w") as whl:
+            for entry in dist.files or []:
+                if not entry.as_posix().startswith(".."):
+                    whl.write(str(dist.locate_file(entry)), entry.as_posix())
+    from_venv = build(tmp_path / "venv.pyz")
+    subprocess.run([sys.executable, str(ROOT / "tools" / "build_zipapp.py"), "--out", str(tmp_path / "whl.pyz"),
+                    "--wheels", str(wheels)], check=True, capture_output=True, timeout=120)
+    assert (tmp_path / "whl.pyz").read_bytes() == from_venv
 
 
 def recv_until_completed(ws: Any) -> list[dict[str, Any]]:

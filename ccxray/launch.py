@@ -54,7 +54,9 @@ def _run_waiting_for_signals(argv: list[str], env: Mapping[str, str], started: S
 
     ``sigwaitinfo`` says who sent each one: a signal the terminal sent to the
     whole foreground group (si_code SI_KERNEL) already reached the agent and
-    is not sent twice (a doubled Ctrl-C would quit Claude Code).
+    is not sent twice (a doubled Ctrl-C would quit Claude Code). When the
+    agent stops itself (its own Ctrl-Z handling), the launcher stops too, so
+    the shell sees the job stopped and its ``fg`` resumes both.
     """
     waited = {*FORWARDED, signal.SIGCHLD}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
@@ -64,11 +66,23 @@ def _run_waiting_for_signals(argv: list[str], env: Mapping[str, str], started: S
         started(proc.pid)
         while proc.poll() is None:
             info = signal.sigwaitinfo(waited)
-            if info.si_signo != signal.SIGCHLD and info.si_code != SI_KERNEL and proc.poll() is None:
+            if info.si_signo == signal.SIGCHLD:
+                _stop_with(proc.pid)
+            elif info.si_code != SI_KERNEL and proc.poll() is None:
                 proc.send_signal(info.si_signo)
         return proc.returncode
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _stop_with(pid: int) -> None:
+    """If the agent is stopped now, stop this process as well (a SIGCONT to the group resumes both)."""
+    try:
+        stopped = os.waitid(os.P_PID, pid, os.WSTOPPED | os.WNOHANG)
+    except ChildProcessError:
+        return  # already reaped
+    if stopped is not None and stopped.si_code == os.CLD_STOPPED:
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def _run_with_handlers(argv: list[str], env: Mapping[str, str], started: Started) -> int:

@@ -7,6 +7,7 @@ command per stdin line, answering each on stdout:
 
 * ``call``: one real POST through the proxy (Messages or Responses API) -> ``{"status": N}``
 * ``trap SIGNAME CODE``: on that signal print ``{"signal": N}`` and exit with CODE
+* ``suspend``: stop itself (as an agent does on its own Ctrl-Z), then ``{"resumed": true}``
 * ``count SIGNAME``: print ``{"signal": N}`` each time that signal arrives; ``ping``: ``{"pong": true}``
 * ``exit CODE`` / ``die SIGNAME``: leave with that code / be killed by that signal
 """
@@ -60,6 +61,9 @@ for line in sys.stdin:
     elif cmd[0] == "count":
         signal.signal(getattr(signal, cmd[1]), lambda signo, frame: say(signal=signo))
         say(counting=cmd[1])
+    elif cmd[0] == "suspend":
+        os.kill(os.getpid(), signal.SIGSTOP)
+        say(resumed=True)
     elif cmd[0] == "ping":
         say(pong=True)
     elif cmd[0] == "exit":

@@ -244,6 +244,23 @@ def test_ctrl_c_typed_in_the_terminal_reaches_the_agent_once(hub_env, launchers_
         os.close(master)
 
 
+def test_an_agent_that_suspends_itself_suspends_its_launcher(hub_env, launchers_started):
+    launcher = start(launchers_started, hub_env, "claude")
+    launcher.wait_ready()
+    launcher.send("suspend")
+    def stopped() -> bool:  # what a shell waits for: the job stopped
+        pid, status = os.waitpid(launcher.proc.pid, os.WUNTRACED | os.WNOHANG)
+        return pid != 0 and os.WIFSTOPPED(status)
+
+    wait_until(stopped, 20, "the launcher to stop with its agent")
+    os.killpg(launcher.proc.pid, signal.SIGCONT)  # the shell's `fg`
+    assert launcher.expect("resumed")
+    launcher.send("ping")
+    launcher.expect("pong")
+    launcher.send("exit 0")
+    assert launcher.finish()[0] == 0
+
+
 def test_status_and_stop_json(hub_env, launchers_started):
     code, report = hub_json(hub_env, "status")
     assert code == 1 and report["running"] is False

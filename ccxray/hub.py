@@ -167,15 +167,32 @@ def start_background(paths: HubPaths, settings: Settings, keep: bool) -> HubInfo
     return info
 
 
-def join(settings: Settings, agent: str, keep: bool) -> tuple[HubInfo, Path, bool]:
-    """Find or start the proxy and register this process; (info, registration file, started)."""
+def foreign_on_port(settings: Settings) -> HubInfo | None:
+    """A compatible ccxray already on the requested port that belongs to no pid file of this home
+    (a foreground ``ccxray`` of another home, say): usable, but it keeps its own lifetime."""
+    if settings.port == 0:
+        return None
+    host = connect_host(settings.host)
+    version = probe(host, settings.port, settings.auth_token)
+    if version is None or not compatible(version):
+        return None
+    return HubInfo(0, host, settings.port, version, 0.0, True, True, 0)
+
+
+def join(settings: Settings, agent: str, keep: bool) -> tuple[HubInfo, Path | None, bool]:
+    """Find or start the proxy and register this process; (info, registration file, started).
+
+    The registration is None when the proxy on the port belongs to another home (pid 0 in info).
+    """
     paths = HubPaths(settings.home)
     with locked(paths):
         info = find(paths, settings.auth_token, tidy=True)
-        started = info is None
-        if info is None:
-            info = start_background(paths, settings, keep)
-        return info, register(paths, agent), started
+        if info is not None:
+            return info, register(paths, agent), False
+        foreign = foreign_on_port(settings)
+        if foreign is not None:
+            return foreign, None, False
+        return start_background(paths, settings, keep), register(paths, agent), True
 
 
 def status(paths: HubPaths, token: str | None) -> dict[str, Any]:

@@ -114,10 +114,11 @@ def run_agent(argv: list[str], env: Mapping[str, str], started: Started = lambda
 
 def _announce(tool: str, info: HubInfo, started: bool, settings: Settings, keep: bool) -> None:
     how = (f"started proxy pid {info.pid}, log {HubPaths(settings.home).log}" if started
-           else f"joined proxy pid {info.pid}")
+           else f"joined proxy pid {info.pid}" if info.pid
+           else "joined the ccxray already on this port; it belongs to another home and keeps its own lifetime")
     print(f"ccxray: {tool} -> {info.url} ({how}); dashboard {info.url}/ ; "
           "`ccxray status` shows who uses it, `ccxray stop` ends it", file=sys.stderr)
-    if keep and not info.keep:
+    if keep and not info.keep and info.pid:
         print("ccxray: note: --keep applies when a launcher starts the proxy; this one was running already "
               "and leaves after its last launcher (`ccxray start` starts a kept one)", file=sys.stderr)
     if settings.port not in (0, info.port):
@@ -134,12 +135,15 @@ def launch(tool: str, args: list[str], settings: Settings, keep: bool = False) -
     info, registration, started = join(settings, tool, keep)
     try:
         _announce(tool, info, started, settings, keep)
+
         def agent_started(agent_pid: int) -> None:
-            register(HubPaths(settings.home), tool, agent_pid=agent_pid)
+            if registration is not None:  # a proxy of another home does not read our registry
+                register(HubPaths(settings.home), tool, agent_pid=agent_pid)
 
         return run_agent(command_for(tool, exe, args, info.url), env_for(tool, info.url, settings), agent_started)
     finally:
-        remove(registration)
+        if registration is not None:
+            remove(registration)
 
 
 def exit_like(status: int) -> None:

@@ -318,6 +318,26 @@ def test_foreground_ccxray_attaches_to_a_running_proxy(hub_env, launchers_starte
     assert launchers(paths) == [] and running(hub_env).pid == started["pid"]
 
 
+def test_launcher_of_another_home_uses_the_ccxray_on_its_port(hub_env, launchers_started, tmp_path):
+    from .test_cli import Running
+
+    foreground = Running(hub_env)
+    try:
+        other = {**hub_env, "CCXRAY_HOME": str(tmp_path / "other-home")}
+        launcher = Launcher(other, "claude", argv=[sys.executable, "-m", "ccxray", "--port", str(foreground.port),
+                                                   "claude"])
+        launchers_started.append(launcher)
+        assert launcher.wait_ready()["base"] == foreground.url
+        assert launcher.call() == 200
+        code, err = launcher.finish()
+        assert code == 0 and "belongs to another home" in err, err
+        assert not (tmp_path / "other-home" / "ccxray.pid").exists()
+        assert not list((tmp_path / "other-home").glob("launchers/*.json"))
+        wait_until(lambda: len(index(hub_env)) == 1, 20, "the call in the foreground proxy's log")
+    finally:
+        assert foreground.stop() == 0
+
+
 def test_registry_ignores_gone_and_reused_pids(tmp_path):
     paths = HubPaths(tmp_path)
     mine = register(paths, "claude")

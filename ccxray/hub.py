@@ -27,11 +27,13 @@ from .errors import CcxrayError
 from .hubfiles import HubPaths, alive, launchers, locked, read_json, register, remove
 
 START_TIMEOUT_S = 60.0
-PROBE_TIMEOUT_S = 3.0
+PROBE_TIMEOUT_S = 5.0
 STOP_MARGIN_S = 10.0
 # ``python -c BOOT ROOT ARGS...``: runs ccxray from wherever this copy was
-# imported (a checkout, site-packages or the zipapp), with its h11/wsproto.
-BOOT = "import sys; sys.path.insert(0, sys.argv.pop(1)); from ccxray.cli import main_entry; main_entry()"
+# imported (a checkout, site-packages or the zipapp), with its h11/wsproto;
+# the launcher's working directory ("" on sys.path) must not shadow them.
+BOOT = ("import sys; sys.path[:] = [sys.argv.pop(1)] + [p for p in sys.path if p]; "
+        "from ccxray.cli import main_entry; main_entry()")
 
 
 class HubError(CcxrayError):

@@ -202,8 +202,8 @@ def status(paths: HubPaths, token: str | None) -> dict[str, Any]:
     info = find(paths, token)
     if info is None:
         return {"running": False, "home": str(paths.home)}
-    users = [{"pid": l["pid"], "agent": l.get("agent"), "since": l.get("since"), "cwd": l.get("cwd")}
-             for l in launchers(paths)]
+    users = [{"pid": l["pid"], "agent": l.get("agent"), "agentPid": l.get("agentPid"), "since": l.get("since"),
+              "cwd": l.get("cwd")} for l in launchers(paths)]
     return {"running": True, "home": str(paths.home), **info.to_json(), "url": info.url,
             "uptimeS": round(max(time.time() - info.started, 0.0), 1), "launchers": users,
             "log": str(paths.log)}

@@ -272,7 +272,8 @@ def test_status_and_stop_json(hub_env, launchers_started):
     assert code == 0 and report["running"] is True
     assert report["url"] + "/v1" == ready["base"] and report["port"] == int(ready["base"].split(":")[2][:-3])
     assert report["version"] and report["uptimeS"] >= 0 and report["home"] == hub_env["CCXRAY_HOME"]
-    assert [(l["agent"], l["pid"]) for l in report["launchers"]] == [("codex", launcher.proc.pid)]
+    assert [(l["agent"], l["pid"], l["agentPid"]) for l in report["launchers"]] == [
+        ("codex", launcher.proc.pid, ready["pid"])]
     text = subprocess.run([sys.executable, "-m", "ccxray", "status"], cwd=ROOT, env=hub_env,
                           capture_output=True, text=True, timeout=30)
     assert text.returncode == 0 and "codex" in text.stdout and str(report["pid"]) in text.stdout

@@ -14,7 +14,9 @@ import os
 import pty
 import signal
 import subprocess
+import socket
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -284,6 +286,40 @@ def test_status_and_stop_json(hub_env, launchers_started):
     wait_gone(home_of(hub_env), report["pid"])
     assert hub_json(hub_env, "stop")[1]["stopped"] is False
     assert launcher.finish()[0] == 0
+
+
+def test_stop_lets_an_in_flight_stream_finish(hub_env, fake):
+    env = {**hub_env, "CCXRAY_SHUTDOWN_GRACE_MS": "60000"}  # ample: the stream's end, not a clock, decides
+    done = subprocess.run([sys.executable, "-m", "ccxray", "--port", "0", "start", "--json"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    port = json.loads(done.stdout)["port"]
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    stopper = threading.Thread(target=stop, args=(HubPaths(home_of(hub_env)), None, 60.0))
+    try:
+        conn.request("POST", "/v1/messages?fake_mode=stepped:2", body=b"{}")
+        response = conn.getresponse()
+        fake.step()
+        assert response.readline().startswith(b"data:")
+        stopper.start()
+
+        def refusing() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            except OSError:
+                return True
+            return False
+
+        wait_until(refusing, 20, "the stopping proxy to refuse new connections")
+        fake.step()
+        rest = response.read()
+        assert rest.count(b"data:") == 1, rest  # the second event, then the stream's proper end
+    finally:
+        conn.close()
+        if stopper.ident is not None:  # started
+            stopper.join()
+    wait_gone(home_of(hub_env), json.loads(done.stdout)["pid"])
+    (line,) = index(hub_env)
+    assert line["status"] == 200 and line["error"] is None, line
 
 
 def test_foreground_proxy_is_found_by_launchers(hub_env, launchers_started):

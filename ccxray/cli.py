@@ -135,13 +135,13 @@ def _start_foreground(settings: Settings) -> ProxyServer:
         raise OSError(exc.errno, bind_error(settings, exc)) from exc
 
 
-def _attach(paths: HubPaths, url: str, pid: int) -> int:
+def _attach(paths: HubPaths, url: str, pid: int, stop: threading.Event) -> int:
     """A foreground ``ccxray`` while a proxy already runs for this home: keep it up until Ctrl-C."""
     registration = register(paths, "foreground")
     try:
         print(f"ccxray: a proxy already runs for {paths.home}: {url}/ (pid {pid}, log {paths.log})")
         print("ccxray: it stays up while this terminal is open; Ctrl-C to leave", flush=True)
-        stop_on_signals().wait()
+        stop.wait()
     finally:
         remove(registration)
     return 0
@@ -150,6 +150,7 @@ def _attach(paths: HubPaths, url: str, pid: int) -> int:
 def serve(settings: Settings) -> int:
     """Run the proxy in the foreground until SIGINT/SIGTERM (or attach to the running one)."""
     paths = HubPaths(settings.home)
+    stop = stop_on_signals()  # before anything is printed: whoever reads the banner may signal at once
     with locked(paths):
         running = find(paths, settings.auth_token, tidy=True)
         if running is None:
@@ -157,11 +158,11 @@ def serve(settings: Settings) -> int:
             hub = HubProcess(server, keep=True, foreground=True, grace_s=settings.hub_grace_s)
             hub.publish()
     if running is not None:
-        return _attach(paths, running.url, running.pid)
+        return _attach(paths, running.url, running.pid, stop)
     banner(server, "Ctrl-C here (or `ccxray stop` in another terminal) stops it")
     if settings.open_browser and sys.stdout.isatty():
         webbrowser.open(server.url + "/")
-    hub.run(stop_on_signals())
+    hub.run(stop)
     return 0
 
 

@@ -9,20 +9,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
 import re
 import sys
 import time
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator, Sequence
 
 from .config import Settings
-from .store import INDEX_NAME, iter_index, read_index
 from .logview import HEADER, human_line, session_matches
+from .store import INDEX_NAME, iter_index, read_index
 from .totals import counts_usage
 from .usagereport import Report
 
 FOLLOW_POLL_S = 0.25
+READ_CHUNK = 1024 * 1024
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -41,30 +43,36 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * UNIT_S[m.group(2)]
 
 
-def _follow(path: Path, from_end: bool, stop_after_idle_s: float | None) -> Iterator[dict[str, Any]]:
-    """Yield lines as they are appended, like ``tail -f`` (survives truncation)."""
-    pos = path.stat().st_size if from_end and path.exists() else 0
-    buf = b""
-    idle_since = time.monotonic()
-    while True:
+class Follower:
+    """The complete lines appended to the index since the last look (starts over if it shrinks).
+
+    One reader for the lines already there and the ones still to come, so no
+    line written between the two is missed or shown twice.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.pos = 0
+        self.buf = b""
+
+    def new_lines(self) -> Iterator[dict[str, Any]]:
         try:
-            size = path.stat().st_size
+            size = self.path.stat().st_size
         except FileNotFoundError:
             size = 0
-        if size < pos:
-            pos, buf = 0, b""  # truncated or replaced: start over
-        if size > pos:
-            with open(path, "rb") as fh:
-                fh.seek(pos)
-                chunk = fh.read(size - pos)
-            pos += len(chunk)
-            buf += chunk
-            *complete, buf = buf.split(b"\n")
-            yield from iter_index(complete)
-            idle_since = time.monotonic()
-        elif stop_after_idle_s is not None and time.monotonic() - idle_since >= stop_after_idle_s:
+        if size < self.pos:
+            self.pos, self.buf = 0, b""  # truncated or replaced: start over
+        if size <= self.pos:
             return
-        time.sleep(FOLLOW_POLL_S)
+        with open(self.path, "rb") as fh:
+            fh.seek(self.pos)
+            while self.pos < size:
+                chunk = fh.read(min(READ_CHUNK, size - self.pos))
+                if not chunk:
+                    return
+                self.pos += len(chunk)
+                *complete, self.buf = (self.buf + chunk).split(b"\n")
+                yield from iter_index(complete)
 
 
 def tail_parser() -> argparse.ArgumentParser:
@@ -86,10 +94,11 @@ def run_tail(args: Sequence[str], settings: Settings, out: IO[str]) -> int:
     def show(line: dict[str, Any]) -> None:
         out.write((json.dumps(line, ensure_ascii=False) if ns.json else human_line(line)) + "\n")
 
-    recent: list[dict[str, Any]] = []
-    for line in read_index(path):
+    follower = Follower(path)
+    recent: deque[dict[str, Any]] = deque(maxlen=max(ns.lines, 0))
+    for line in follower.new_lines():
         if keep(line):
-            recent = (recent + [line])[-max(ns.lines, 0):] if ns.lines else []
+            recent.append(line)
     if not ns.json and out.isatty():  # for a person; a pipe gets data lines only
         out.write(HEADER + "\n")
     for line in recent:
@@ -98,13 +107,14 @@ def run_tail(args: Sequence[str], settings: Settings, out: IO[str]) -> int:
     if ns.no_follow:
         return 0
     try:
-        for line in _follow(path, True, None):
-            if keep(line):
-                show(line)
-                out.flush()
+        while True:
+            for line in follower.new_lines():
+                if keep(line):
+                    show(line)
+            out.flush()
+            time.sleep(FOLLOW_POLL_S)  # like tail -f: a file offers nothing to wait on portably
     except KeyboardInterrupt:
         return 0
-    return 0
 
 
 PARALLEL_MIN_BYTES = 32 * 1024 * 1024

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from ccxray.config import load_settings
-from ccxray.logcli import run_tail, run_usage
+from ccxray.logcli import Follower, run_tail, run_usage
 from ccxray.logview import HEADER, human_line, session_matches, short_session
 
 from .conftest import ROOT
@@ -105,3 +105,16 @@ def test_launcher_and_server_say_the_same_about_a_busy_port(tmp_path):
             result = subprocess.run([sys.executable, "-m", "ccxray", *args], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                                     capture_output=True, text=True, timeout=60)
             assert result.returncode == 1 and f"ccxray: {expected}" in result.stderr.splitlines(), result.stderr
+
+
+def test_follower_reads_each_line_once_across_torn_writes_and_truncation(tmp_path):
+    index = tmp_path / "index.ndjson"
+    index.write_text('{"id": "old"}\n{"id": "to')  # the last line is still being written
+    follower = Follower(index)
+    assert [l["id"] for l in follower.new_lines()] == ["old"]
+    with open(index, "a") as fh:
+        fh.write('rn"}\n{"id": "next"}\n')
+    assert [l["id"] for l in follower.new_lines()] == ["torn", "next"]
+    assert list(follower.new_lines()) == []
+    index.write_text('{"id": "fresh"}\n')  # rotated: shorter than what was read
+    assert [l["id"] for l in follower.new_lines()] == ["fresh"]

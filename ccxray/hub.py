@@ -130,15 +130,24 @@ def find(paths: HubPaths, token: str | None, tidy: bool = False) -> HubInfo | No
     whether to start a proxy) a stale pid file is removed. Raises HubError if
     the proxy's process lives but does not answer as a compatible ccxray.
     """
-    info = read_info(paths)
-    if info is None or not alive(info.pid, info.proc_start):
-        if tidy:
-            remove(paths.pid)  # absent, unreadable, or its process is gone (crash, SIGKILL): stale
-        return None
-    version = probe(info.connect_host, info.port, token)
-    if version is None:
-        raise HubError(f"ccxray pid {info.pid} of {paths.home} does not answer on port {info.port} "
-                       f"(stopped or overloaded?); wait, or end it: kill {info.pid}")
+    for _ in range(3):  # a proxy may leave (or be replaced) while we ask it: then look again
+        info = read_info(paths)
+        if info is None or not alive(info.pid, info.proc_start):
+            if tidy:
+                remove(paths.pid)  # absent, unreadable, or its process is gone (crash, SIGKILL): stale
+            return None
+        version = probe(info.connect_host, info.port, token)
+        if version is not None:
+            return _checked(paths, info, version)
+        now = read_info(paths)
+        if now is not None and (now.pid, now.proc_start) == (info.pid, info.proc_start) and \
+                alive(info.pid, info.proc_start):
+            raise HubError(f"ccxray pid {info.pid} of {paths.home} does not answer on port {info.port} "
+                           f"(stopped or overloaded?); wait, or end it: kill {info.pid}")
+    return None
+
+
+def _checked(paths: HubPaths, info: HubInfo, version: str) -> HubInfo:
     if not compatible(version):
         raise HubError(f"ccxray {version} (pid {info.pid}) runs for {paths.home} on port {info.port}; "
                        f"this is {__version__}: stop it with that version's `ccxray stop`")

@@ -104,6 +104,13 @@ def test_stale_and_foreign_pid_files(hub_settings, monkeypatch):
             find(paths, None, tidy=True)
         assert paths.pid.exists()
 
+        def leaving(*args: object, **kwargs: object) -> None:
+            paths.pid.unlink()  # the proxy withdraws its file and stops listening while we ask
+            return None
+
+        monkeypatch.setattr("ccxray.hub.probe", leaving)
+        assert find(paths, None) is None  # gone, not an error
+
 
 def test_status_text_when_nothing_runs(tmp_path):
     out = io.StringIO()

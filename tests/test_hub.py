@@ -382,7 +382,7 @@ def test_registry_ignores_gone_and_reused_pids(tmp_path):
     reused = paths.registry / "1.json"
     reused.write_text(json.dumps({"pid": 1, "agent": "x", "procStart": -5}))
     orphan = register(paths, "codex", pid=2 ** 22 + 12346, agent_pid=os.getpid())  # launcher gone, agent lives
-    assert [l["agent"] for l in launchers(paths)] == ["claude", "codex"]
+    assert sorted(l["agent"] for l in launchers(paths)) == ["claude", "codex"]
     assert not ghost.exists() and not reused.exists()
     remove(orphan)
     remove(mine)

@@ -123,6 +123,9 @@ def test_runs_alone_proxies_http_websocket_and_a_launcher_and_reads_them_back(tm
     assert sorted(l["kind"] for l in lines) == ["call", "call", "connection", "turn"], lines
     human = pyz(bare_python, archive, outside, env, "tail", "--no-follow").stdout
     assert "websocket connection" in human and "frames ↑1" in human
+    call = next(l for l in lines if l["kind"] == "call")
+    shown = pyz(bare_python, archive, outside, env, "show", call["id"])
+    assert shown.returncode == 0 and json.loads(shown.stdout)["id"] == call["id"], shown
     usage = json.loads(pyz(bare_python, archive, outside, env, "usage", "--json").stdout)
     assert usage["total"]["calls"] == 3
     assert set(usage["byModel"]) == {"claude-haiku-4-5", "gpt-5.5"}

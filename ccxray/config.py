@@ -41,6 +41,7 @@ ENV_HELP: dict[str, str] = {
     "CCXRAY_WS_IDLE_TIMEOUT_MS": "WebSocket idle timeout, both directions (default 300000)",
     "CCXRAY_WS_MAX_QUEUE_BYTES": "WebSocket bytes held for a side not yet open (default 4194304)",
     "CCXRAY_SHUTDOWN_GRACE_MS": "how long in-flight calls may finish on SIGINT/SIGTERM (default 10000)",
+    "CCXRAY_HUB_GRACE_MS": "how long a launcher-started proxy stays after the last launcher exits (default 3000)",
     "CCXRAY_PRICES": "a JSON price file whose rows override or extend the bundled table",
     "RESTORE_DAYS": "days of log to rebuild the session list from at start (default 7; 0 for none)",
     "LOG_RETENTION_DAYS": "delete log lines and sidecars older than this many days (default: keep all)",
@@ -114,6 +115,7 @@ class Settings:
     ws_idle_timeout_s: float = 300.0
     ws_max_queue_bytes: int = 4 * 1024 * 1024
     shutdown_grace_s: float = 10.0
+    hub_grace_s: float = 3.0
     prices_path: str | None = None
     restore_days: float = 7.0
     retention_days: float | None = None
@@ -260,6 +262,7 @@ def load_settings(
         ws_idle_timeout_s=ms("CCXRAY_WS_IDLE_TIMEOUT_MS", 300_000),
         ws_max_queue_bytes=int(_env_number(env, "CCXRAY_WS_MAX_QUEUE_BYTES", 4 * 1024 * 1024)),
         shutdown_grace_s=ms("CCXRAY_SHUTDOWN_GRACE_MS", 10_000),
+        hub_grace_s=ms("CCXRAY_HUB_GRACE_MS", 3_000),
         prices_path=env.get("CCXRAY_PRICES") or None,
         restore_days=_env_days(env, "RESTORE_DAYS", 7.0) or 0.0,
         retention_days=_env_days(env, "LOG_RETENTION_DAYS", None),

@@ -9,19 +9,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
 import re
 import sys
 import time
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import IO, Any, Iterator, Sequence
+from typing import IO, Any, Callable, Iterator, Sequence
 
 from .config import Settings
+from .logview import HEADER, human_line, session_matches
 from .store import INDEX_NAME, iter_index, read_index
-from .totals import Totals, counts_usage, figures, line_cost, usage_tokens
+from .totals import counts_usage
+from .usagereport import Report
 
 FOLLOW_POLL_S = 0.25
+READ_CHUNK = 1024 * 1024
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -40,113 +43,81 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * UNIT_S[m.group(2)]
 
 
-def human_line(line: dict[str, Any]) -> str:
-    """One readable line: time, agent, model, tokens, cost, status, transport."""
-    t = usage_tokens(line.get("usage"))
-    ts = str(line.get("ts") or "")[11:19]
-    parts = [ts, str(line.get("agent") or "-"), str(line.get("model") or line.get("url") or "-"),
-             f"{t['input']}→{t['output']} tok" + (f" (+{t['cacheRead']} cached)" if t["cacheRead"] else ""),
-             f"${line_cost(line) or 0:.4f}" if line_cost(line) is not None else "$-",
-             str(line.get("status") if line.get("status") is not None else "-"),
-             f"{line.get('transport') or 'http'}/{line.get('kind') or 'call'}",
-             f"{line.get('elapsed')}ms" if line.get("elapsed") is not None else "",
-             str(line.get("sessionId") or "")[:12]]
-    if line.get("error"):
-        parts.append(f"error: {line['error']}")
-    return "  ".join(p for p in parts if p)
+class Follower:
+    """The complete lines appended to the index since the last look (starts over if it shrinks).
 
+    One reader for the lines already there and the ones still to come, so no
+    line written between the two is missed or shown twice.
+    """
 
-def _follow(path: Path, from_end: bool, stop_after_idle_s: float | None) -> Iterator[dict[str, Any]]:
-    """Yield lines as they are appended, like ``tail -f`` (survives truncation)."""
-    pos = path.stat().st_size if from_end and path.exists() else 0
-    buf = b""
-    idle_since = time.monotonic()
-    while True:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.pos = 0
+        self.buf = b""
+
+    def new_lines(self) -> Iterator[dict[str, Any]]:
         try:
-            size = path.stat().st_size
+            size = self.path.stat().st_size
         except FileNotFoundError:
             size = 0
-        if size < pos:
-            pos, buf = 0, b""  # truncated or replaced: start over
-        if size > pos:
-            with open(path, "rb") as fh:
-                fh.seek(pos)
-                chunk = fh.read(size - pos)
-            pos += len(chunk)
-            buf += chunk
-            *complete, buf = buf.split(b"\n")
-            yield from iter_index(complete)
-            idle_since = time.monotonic()
-        elif stop_after_idle_s is not None and time.monotonic() - idle_since >= stop_after_idle_s:
+        if size < self.pos:
+            self.pos, self.buf = 0, b""  # truncated or replaced: start over
+        if size <= self.pos:
             return
-        time.sleep(FOLLOW_POLL_S)
+        with open(self.path, "rb") as fh:
+            fh.seek(self.pos)
+            while self.pos < size:
+                chunk = fh.read(min(READ_CHUNK, size - self.pos))
+                if not chunk:
+                    return
+                self.pos += len(chunk)
+                *complete, self.buf = (self.buf + chunk).split(b"\n")
+                yield from iter_index(complete)
+
+
+def tail_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="tail", description="Follow the ccxray log, one line per call.")
+    p.add_argument("--json", action="store_true", help="print the raw NDJSON lines")
+    p.add_argument("--session", help="only this session id (or its last 8+ characters, as shown)")
+    p.add_argument("--no-follow", action="store_true", help="print what is there and exit")
+    p.add_argument("-n", "--lines", type=int, default=10, help="how many existing lines to show first (default 10)")
+    return p
 
 
 def run_tail(args: Sequence[str], settings: Settings, out: IO[str]) -> int:
-    p = _Parser(prog="tail", description="Follow the ccxray log, one line per call.")
-    p.add_argument("--json", action="store_true", help="print the raw NDJSON lines")
-    p.add_argument("--session", help="only this session id")
-    p.add_argument("--no-follow", action="store_true", help="print what is there and exit")
-    p.add_argument("-n", "--lines", type=int, default=10, help="how many existing lines to show first (default 10)")
-    ns = p.parse_args(list(args))
+    ns = tail_parser().parse_args(list(args))
     path = settings.logs_dir / INDEX_NAME
+
     def keep(line: dict[str, Any]) -> bool:
-        return ns.session is None or line.get("sessionId") == ns.session
+        return ns.session is None or session_matches(line.get("sessionId"), ns.session)
 
     def show(line: dict[str, Any]) -> None:
         out.write((json.dumps(line, ensure_ascii=False) if ns.json else human_line(line)) + "\n")
 
-    recent: list[dict[str, Any]] = []
-    for line in read_index(path):
+    follower = Follower(path)
+    recent: deque[dict[str, Any]] = deque(maxlen=max(ns.lines, 0))
+    for line in follower.new_lines():
         if keep(line):
-            recent = (recent + [line])[-max(ns.lines, 0):] if ns.lines else []
+            recent.append(line)
+    if not ns.json and out.isatty():  # for a person; a pipe gets data lines only
+        out.write(HEADER + "\n")
     for line in recent:
         show(line)
     out.flush()
     if ns.no_follow:
         return 0
     try:
-        for line in _follow(path, True, None):
-            if keep(line):
-                show(line)
-                out.flush()
+        while True:
+            for line in follower.new_lines():
+                if keep(line):
+                    show(line)
+            out.flush()
+            time.sleep(FOLLOW_POLL_S)  # like tail -f: a file offers nothing to wait on portably
     except KeyboardInterrupt:
         return 0
-    return 0
 
 
-GROUPS = (("byModel", "model"), ("bySession", "sessionId"), ("byProject", "cwd"))
 PARALLEL_MIN_BYTES = 32 * 1024 * 1024
-
-
-@dataclass
-class Report:
-    """Totals overall and per model, session and project."""
-
-    total: Totals = field(default_factory=Totals)
-    groups: dict[str, dict[str, Totals]] = field(default_factory=lambda: {g: {} for g, _ in GROUPS})
-
-    def add(self, line: dict[str, Any]) -> None:
-        values = figures(line)
-        self.total.add_figures(*values)
-        for group, key in GROUPS:
-            name = str(line.get(key) or "(unknown)")
-            bucket = self.groups[group].get(name)
-            if bucket is None:
-                bucket = self.groups[group][name] = Totals()
-            bucket.add_figures(*values)
-
-    def merge(self, other: "Report") -> None:
-        self.total.merge(other.total)
-        for group, buckets in other.groups.items():
-            for name, bucket in buckets.items():
-                self.groups[group].setdefault(name, Totals()).merge(bucket)
-
-    def to_json(self) -> dict[str, Any]:
-        result: dict[str, Any] = {"total": self.total.to_json()}
-        for group, buckets in self.groups.items():
-            result[group] = {name: b.to_json() for name, b in sorted(buckets.items(), key=lambda kv: -kv[1].cost)}
-        return result
 
 
 def _received_since(line: dict[str, Any], since_ms: float) -> bool:
@@ -161,7 +132,7 @@ def summarise(lines: Iterator[dict[str, Any]], since_ms: float | None, session: 
             continue
         if since_ms is not None and not _received_since(line, since_ms):
             continue
-        if session and line.get("sessionId") != session or cwd and line.get("cwd") != cwd:
+        if session and not session_matches(line.get("sessionId"), session) or cwd and line.get("cwd") != cwd:
             continue
         report.add(line)
     return report
@@ -192,19 +163,28 @@ def _print_usage(report: dict[str, Any], out: IO[str]) -> None:
     t = report["total"]
     out.write(f"total: {t['calls']} calls  ${t['cost']:.4f}  in {t['input']}  out {t['output']}  "
               f"cache read {t['cacheRead']}  cache write {t['cacheWrite']}\n")
-    for key, title in (("byModel", "by model"), ("byProject", "by project"), ("bySession", "by session")):
+    for key, title in (("byModel", "by model"), ("byProject", "by project")):
         out.write(f"\n{title}:\n")
         for name, b in report[key].items():
             out.write(f"  {name:<40} {b['calls']:>6} calls  ${b['cost']:>10.4f}  in {b['input']}  out {b['output']}\n")
+    out.write("\nby session:\n")
+    for name, b in report["bySession"].items():
+        who = f"{b['agent'] or '-'} {b['project'] or '-'}"
+        out.write(f"  {name:<36} {who:<24} {b['calls']:>6} calls  ${b['cost']:>10.4f}  "
+                  f"in {b['input']}  out {b['output']}\n")
+
+
+def usage_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="usage", description="Summarise cost and tokens from the ccxray log.")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--last", help="only this recent period, e.g. 24h or 7d")
+    p.add_argument("--session", help="only this session id (or its last 8+ characters)")
+    p.add_argument("--cwd", help="only calls made in this directory")
+    return p
 
 
 def run_usage(args: Sequence[str], settings: Settings, out: IO[str]) -> int:
-    p = _Parser(prog="usage", description="Summarise cost and tokens from the ccxray log.")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--last", help="only this recent period, e.g. 24h or 7d")
-    p.add_argument("--session")
-    p.add_argument("--cwd")
-    ns = p.parse_args(list(args))
+    ns = usage_parser().parse_args(list(args))
     try:
         since = None if ns.last is None else (time.time() - parse_duration(ns.last)) * 1000
     except ValueError as exc:
@@ -216,6 +196,9 @@ def run_usage(args: Sequence[str], settings: Settings, out: IO[str]) -> int:
     else:
         _print_usage(report, out)
     return 0
+
+
+PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {"tail": tail_parser, "usage": usage_parser}
 
 
 def run_log_command(command: str, args: Sequence[str], settings: Settings) -> int:

@@ -3,9 +3,10 @@
 Claude Code (2.1.x) and Codex (0.169.x), installed from npm, run exactly as
 shared/REAL_CLIENTS.md describes: a throwaway HOME, a minimal environment,
 every outside connection sent to a closed loopback port, stdin from
-/dev/null and a timeout. Each test runs one "say hi" turn through an
-in-process ccxray (or the ``python -m ccxray claude`` launcher) to
-tools/fake_upstream.py and checks what the client printed, what the fake
+/dev/null and a timeout. Each test runs one "say hi" turn the way a user
+does, through the ``python -m ccxray claude|codex`` launchers and the shared
+background proxy (started by ``ccxray start``, or by the first launcher), to
+tools/fake_upstream.py, and checks what the client printed, what the fake
 received and what ccxray recorded.
 
 Set ``CCXRAY_REAL_CLIENTS_BIN`` to the directory holding ``claude`` and
@@ -17,20 +18,22 @@ tests skip, or fail with ``CCXRAY_REQUIRE_REAL_CLIENTS=1``.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from ccxray.config import load_settings
+from ccxray.hub import stop
+from ccxray.hubfiles import HubPaths
 from ccxray.readback import read_request
-from ccxray.server import ProxyServer
 from ccxray.store import read_index
 from tools.fake_upstream import FakeUpstream
 
 from . import realclients as rc
-from .conftest import ROOT, ProxyHandle, proxy_env, wait_until
+from .conftest import ROOT, proxy_env, wait_until
+from .hubagents import SharedProxy, shared_proxy_env
 
 pytestmark = pytest.mark.slow
 
@@ -50,15 +53,25 @@ def codex_bin() -> str:
     return rc.find_client("codex")
 
 
+@pytest.fixture
+def proxy(fake: FakeUpstream, tmp_path: Path) -> Iterator[SharedProxy]:
+    """A shared background proxy (``ccxray start``) in front of the fake; the clients join it via launchers."""
+    shared = SharedProxy(shared_proxy_env(proxy_env(fake, tmp_path / "ccxray")))
+    try:
+        yield shared
+    finally:
+        shared.stop()
+
+
 @pytest.fixture(params=[False, True], ids=["plain-upstream", "deflate-upstream"])
-def ws_pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[FakeUpstream, ProxyHandle]]:
-    """A fake (accepting permessage-deflate or not) and a ccxray in front of it."""
+def ws_pair(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[FakeUpstream, SharedProxy]]:
+    """A fake (accepting permessage-deflate or not) and a shared ccxray in front of it."""
     with FakeUpstream(ws_deflate=request.param) as upstream:
-        server = ProxyServer(load_settings(proxy_env(upstream, tmp_path / "ccxray"), port=0)).start()
+        shared = SharedProxy(shared_proxy_env(proxy_env(upstream, tmp_path / "ccxray")))
         try:
-            yield upstream, ProxyHandle(server)
+            yield upstream, shared
         finally:
-            server.stop(grace_s=2)
+            shared.stop()
 
 
 # ---------------------------------------------------------------- helpers
@@ -93,12 +106,13 @@ def assert_no_secrets(logs: Path, *secrets: str, skip: frozenset[str] = frozense
     assert not leaked, f"secret values written under {logs}: {leaked}"
 
 
-def run_codex(codex_bin: str, home: Path, repo: Path, *extra: str, **env: str) -> rc.Run:
-    return rc.run([codex_bin, *CODEX_EXEC, *extra, "say hi"],
-                  rc.codex_env(home, rc.search_path(codex_bin), **env), repo)
+def run_codex(codex_bin: str, proxy: SharedProxy, home: Path, repo: Path, **env: str) -> rc.Run:
+    """``ccxray codex exec ... "say hi"``: the launcher joins ``proxy`` and adds both base URLs."""
+    return rc.run([*proxy.launcher("codex"), *CODEX_EXEC, "say hi"],
+                  rc.codex_env(home, rc.search_path(codex_bin), PYTHONPATH=str(ROOT), **env), repo)
 
 
-def check_codex_websocket(fake: FakeUpstream, proxy: ProxyHandle, result: rc.Run, repo: Path,
+def check_codex_websocket(fake: FakeUpstream, proxy: SharedProxy, result: rc.Run, repo: Path,
                           target: str) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
     """The checks common to API-key and ChatGPT WebSocket runs; returns (connection, turns, handshake)."""
     assert_codex_said_hi(result)
@@ -160,13 +174,13 @@ def check_codex_websocket(fake: FakeUpstream, proxy: ProxyHandle, result: rc.Run
 # ---------------------------------------------------------------- Claude Code
 
 
-def test_claude_print_json_through_proxy(claude_bin: str, fake: FakeUpstream, proxy: ProxyHandle,
+def test_claude_print_json_through_proxy(claude_bin: str, fake: FakeUpstream, proxy: SharedProxy,
                                          tmp_path: Path) -> None:
     home = rc.make_home(tmp_path)
     work = home / "work"
     work.mkdir()
-    result = rc.run([claude_bin, *CLAUDE_ARGS],
-                    rc.claude_env(home, rc.search_path(claude_bin), proxy.url), work)
+    result = rc.run([*proxy.launcher("claude"), *CLAUDE_ARGS],
+                    rc.claude_env(home, rc.search_path(claude_bin), proxy.url, PYTHONPATH=str(ROOT)), work)
     assert result.returncode == 0, result.describe()
     out = json.loads(result.stdout)
     assert out["is_error"] is False and out["subtype"] == "success", out
@@ -194,23 +208,34 @@ def test_claude_print_json_through_proxy(claude_bin: str, fake: FakeUpstream, pr
     assert_no_secrets(proxy.logs, rc.ANTHROPIC_KEY)
 
 
-def test_launcher_runs_claude_through_a_new_proxy(claude_bin: str, fake: FakeUpstream, tmp_path: Path) -> None:
+def launcher_argv(data: Path, *flags: str) -> list[str]:
+    return [sys.executable, "-m", "ccxray", "--port", "0", "--no-browser", "--home", str(data), *flags]
+
+
+def wait_hub_gone(data: Path) -> None:
+    """The launcher-started proxy leaves (flushing its log) a grace after its last launcher."""
+    wait_until(lambda: not (data / "ccxray.pid").exists(), 30, "the shared proxy to leave")
+
+
+def test_launcher_runs_claude_through_the_shared_proxy(claude_bin: str, fake: FakeUpstream, tmp_path: Path) -> None:
     home = rc.make_home(tmp_path)
     work = home / "work"
     work.mkdir()
     data = tmp_path / "ccxray-home"
-    port = rc.free_port()
-    env = rc.claude_env(home, rc.search_path(claude_bin), fake.base_url, PYTHONPATH=str(ROOT))
-    result = rc.run([sys.executable, "-m", "ccxray", "--port", str(port), "--no-browser", "--home", str(data),
-                     "claude", *CLAUDE_ARGS], env, work)
+    env = rc.claude_env(home, rc.search_path(claude_bin), fake.base_url, PYTHONPATH=str(ROOT),
+                        CCXRAY_HUB_GRACE_MS="1")
+    try:
+        result = rc.run([*launcher_argv(data), "claude", *CLAUDE_ARGS], env, work)
+        wait_hub_gone(data)
+    finally:
+        stop(HubPaths(data), None, 2.0)
     assert result.returncode == 0, result.describe()
     out = json.loads(result.stdout)  # the launcher's own messages go to stderr
     assert out["is_error"] is False and out["result"] == "hi", out
-    assert f"127.0.0.1:{port}" in result.stderr, result.describe()
+    assert "started proxy pid" in result.stderr, result.describe()
 
     seen = seen_one(fake, "POST", "/v1/messages?beta=true")
     assert rc.header(seen, "x-api-key") == rc.ANTHROPIC_KEY
-    # The launcher stopped its proxy (flushing the log) before it exited.
     lines = list(read_index(data / "logs" / "index.ndjson"))
     (line,) = calls(lines, "POST", "/v1/messages?beta=true")
     assert line["agent"] == "claude" and line["provider"] == "anthropic" and line["status"] == 200
@@ -219,15 +244,47 @@ def test_launcher_runs_claude_through_a_new_proxy(claude_bin: str, fake: FakeUps
     assert_no_secrets(data / "logs", rc.ANTHROPIC_KEY)
 
 
+def test_claude_and_codex_launchers_share_one_proxy(claude_bin: str, codex_bin: str, fake: FakeUpstream,
+                                                    tmp_path: Path) -> None:
+    """Claude Code starts the proxy (kept), Codex (ChatGPT login, WebSocket) joins it."""
+    home = rc.make_home(tmp_path)
+    repo = rc.git_repo(home / "repo", home)
+    jwt = rc.write_codex_chatgpt_login(home)
+    data = tmp_path / "ccxray-home"
+    path = rc.search_path(claude_bin, codex_bin)
+    # The proxy keeps the upstreams of the launcher that started it: give it all three.
+    upstreams = {"OPENAI_BASE_URL": fake.base_url + "/v1", "CHATGPT_BASE_URL": fake.base_url + "/backend-api/codex"}
+    try:
+        claude = rc.run([*launcher_argv(data, "--keep"), "claude", *CLAUDE_ARGS],
+                        rc.claude_env(home, path, fake.base_url, PYTHONPATH=str(ROOT), **upstreams), repo)
+        assert claude.returncode == 0 and json.loads(claude.stdout)["result"] == "hi", claude.describe()
+        codex = rc.run([*launcher_argv(data), "codex", *CODEX_EXEC, "say hi"],
+                       rc.codex_env(home, path, PYTHONPATH=str(ROOT)), repo)
+    finally:
+        stopped = stop(HubPaths(data), None, 2.0)
+    pid = re.search(r"started proxy pid (\d+)", claude.stderr)
+    assert pid and f"joined proxy pid {pid.group(1)}" in codex.stderr, claude.stderr + codex.stderr
+    assert stopped["stopped"] and stopped["pid"] == int(pid.group(1))
+    assert_codex_said_hi(codex)
+    assert FALLBACK not in codex.stdout + codex.stderr, codex.describe()
+    hs = seen_one(fake, "GET", "/backend-api/codex/responses", ws=True)
+    assert rc.header(hs, "authorization") == f"Bearer {jwt}"
+    lines = list(read_index(data / "logs" / "index.ndjson"))
+    assert calls(lines, "POST", "/v1/messages?beta=true")[0]["agent"] == "claude"
+    (conn,) = [l for l in lines if l.get("kind") == "connection"]
+    assert conn["agent"] == "codex" and conn["sessionId"] == thread_id(codex.stdout)
+    assert [t["requestKind"] for t in lines if t.get("kind") == "turn"] == ["prewarm", "turn"]
+
+
 # ---------------------------------------------------------------- Codex, API key
 
 
-def test_codex_http_sse_through_proxy(codex_bin: str, fake: FakeUpstream, proxy: ProxyHandle,
+def test_codex_http_sse_through_proxy(codex_bin: str, fake: FakeUpstream, proxy: SharedProxy,
                                       tmp_path: Path) -> None:
     home = rc.make_home(tmp_path)
     repo = rc.git_repo(home / "repo", home)
     rc.write_codex_provider_config(home, proxy.url + "/v1", websockets=False)
-    result = run_codex(codex_bin, home, repo, OPENAI_API_KEY=rc.OPENAI_KEY)
+    result = run_codex(codex_bin, proxy, home, repo, OPENAI_API_KEY=rc.OPENAI_KEY)
     assert_codex_said_hi(result)
     thread = thread_id(result.stdout)
 
@@ -250,13 +307,13 @@ def test_codex_http_sse_through_proxy(codex_bin: str, fake: FakeUpstream, proxy:
     assert_no_secrets(proxy.logs, rc.OPENAI_KEY)
 
 
-def test_codex_websocket_through_proxy(codex_bin: str, ws_pair: tuple[FakeUpstream, ProxyHandle],
+def test_codex_websocket_through_proxy(codex_bin: str, ws_pair: tuple[FakeUpstream, SharedProxy],
                                        tmp_path: Path) -> None:
     fake, proxy = ws_pair
     home = rc.make_home(tmp_path)
     repo = rc.git_repo(home / "repo", home)
     rc.write_codex_provider_config(home, proxy.url + "/v1", websockets=True)
-    result = run_codex(codex_bin, home, repo, OPENAI_API_KEY=rc.OPENAI_KEY)
+    result = run_codex(codex_bin, proxy, home, repo, OPENAI_API_KEY=rc.OPENAI_KEY)
     _, _, hs = check_codex_websocket(fake, proxy, result, repo, "/v1/responses")
     assert rc.header(hs, "authorization") == f"Bearer {rc.OPENAI_KEY}"
     # Codex offers permessage-deflate; the proxy does not pass the offer on, so
@@ -268,13 +325,12 @@ def test_codex_websocket_through_proxy(codex_bin: str, ws_pair: tuple[FakeUpstre
 # ---------------------------------------------------------------- Codex, ChatGPT login
 
 
-def test_codex_chatgpt_login_websocket_through_proxy(codex_bin: str, fake: FakeUpstream, proxy: ProxyHandle,
+def test_codex_chatgpt_login_websocket_through_proxy(codex_bin: str, fake: FakeUpstream, proxy: SharedProxy,
                                                      tmp_path: Path) -> None:
     home = rc.make_home(tmp_path)
     repo = rc.git_repo(home / "repo", home)
     jwt = rc.write_codex_chatgpt_login(home)
-    base = proxy.url + "/v1"
-    result = run_codex(codex_bin, home, repo, "-c", f'openai_base_url="{base}"', "-c", f'chatgpt_base_url="{base}"')
+    result = run_codex(codex_bin, proxy, home, repo)  # the launcher points both base URLs at the proxy
     _, _, hs = check_codex_websocket(fake, proxy, result, repo, "/backend-api/codex/responses")
     assert rc.header(hs, "chatgpt-account-id") == rc.CHATGPT_ACCOUNT
     assert rc.header(hs, "authorization") == f"Bearer {jwt}"

@@ -8,7 +8,8 @@ forwarded.
 from __future__ import annotations
 
 from typing import Iterable, Sequence
-from urllib.parse import parse_qsl
+
+from .querytoken import split_token
 
 Header = tuple[str, str]
 
@@ -69,28 +70,15 @@ def redact(headers: Iterable[Header]) -> list[Header]:
     return out
 
 
-def _is_token_pair(pair: str) -> bool:
-    return pair.partition("=")[0] == "token"
-
-
 def strip_token(target: str) -> str:
-    """Remove the ``token`` query parameter (ccxray's own auth) from a target.
+    """Remove every spelling of the ``token`` query parameter (ccxray's own auth).
 
     Other parameters keep their exact bytes: the query is cut, not re-encoded.
     """
-    path, sep, query = target.partition("?")
-    if not sep or "token" not in query:
-        return target
-    kept = [pair for pair in query.split("&") if not _is_token_pair(pair)]
-    return path + ("?" + "&".join(kept) if kept else "")
+    return split_token(target).stripped
 
 
 def query_token(target: str) -> str | None:
-    """The value of the ``token`` query parameter, if any."""
-    _, sep, query = target.partition("?")
-    if not sep:
-        return None
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        if key == "token":
-            return value
-    return None
+    """The first value of the ``token`` query parameter, if any."""
+    values = split_token(target).values
+    return values[0] if values else None

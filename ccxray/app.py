@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .access import allowed_hosts
+from .access import allowed_hosts, own_origins
 from .assemble import Assembler
 from .config import Settings
 from .lineindex import LineIndex
@@ -44,6 +45,8 @@ class ConnEntry:
 
     sock: socket.socket
     busy: bool = False
+    idle_since: float = field(default_factory=time.monotonic)
+    reclaimed: bool = False  # closed to make room; no longer counted against the cap
     on_stop: list[Callable[[], None]] = field(default_factory=list)   # polite end (WebSocket 1001)
     on_abort: list[Callable[[], None]] = field(default_factory=list)  # hard end (close upstream)
 
@@ -66,7 +69,7 @@ class App:
         self.pool = UpstreamPool(settings.tunnel, settings.connect_timeout_s, settings.read_timeout_s)
         self.stopping = threading.Event()
         self.port = settings.port
-        self.allowed_hosts = allowed_hosts(settings.host, settings.port)
+        self.set_port(settings.port)
         self._conns: set[ConnEntry] = set()
         self._lock = threading.Condition()
         self.sessions = SessionIndex()
@@ -98,7 +101,8 @@ class App:
 
     def set_port(self, port: int) -> None:
         self.port = port
-        self.allowed_hosts = allowed_hosts(self.settings.host, port)
+        self.allowed_hosts = allowed_hosts(self.settings.host, port, self.settings.allowed_hosts)
+        self.own_origins = own_origins(self.allowed_hosts, self.settings.allowed_origins)
 
     def register(self, entry: ConnEntry) -> None:
         with self._lock:
@@ -112,7 +116,25 @@ class App:
     def set_busy(self, entry: ConnEntry, busy: bool) -> None:
         with self._lock:
             entry.busy = busy
+            if not busy:
+                entry.idle_since = time.monotonic()
             self._lock.notify_all()
+
+    def live_count(self) -> int:
+        """Connections held and not already being reclaimed."""
+        with self._lock:
+            return sum(1 for c in self._conns if not c.reclaimed)
+
+    def reclaim_idle(self) -> bool:
+        """Close the connection idle longest (between requests); False if none is idle."""
+        with self._lock:
+            idle = [c for c in self._conns if not c.busy and not c.reclaimed]
+            if not idle:
+                return False
+            oldest = min(idle, key=lambda c: c.idle_since)
+            oldest.reclaimed = True
+        oldest.abort()
+        return True
 
     def abort_idle(self) -> None:
         with self._lock:

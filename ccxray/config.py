@@ -40,6 +40,10 @@ ENV_HELP: dict[str, str] = {
     "CCXRAY_KEEPALIVE_TIMEOUT_MS": "idle keep-alive client connection lifetime (default 120000)",
     "CCXRAY_WS_IDLE_TIMEOUT_MS": "WebSocket idle timeout, both directions (default 300000)",
     "CCXRAY_WS_MAX_QUEUE_BYTES": "WebSocket bytes held for a side not yet open (default 4194304)",
+    "CCXRAY_BODY_TIMEOUT_MS": "longest time a client may take to send a whole request body (default 300000)",
+    "CCXRAY_MAX_CONNECTIONS": "client connections held at once; past it new ones get 503 (default: sized to the fd limit)",
+    "CCXRAY_ALLOWED_HOSTS": "extra Host values accepted, comma-separated (a gateway's name; host or host:port)",
+    "CCXRAY_ALLOWED_ORIGINS": "browser origins allowed in, comma-separated (e.g. http://localhost:3000)",
     "CCXRAY_SHUTDOWN_GRACE_MS": "how long in-flight calls may finish on SIGINT/SIGTERM (default 10000)",
     "CCXRAY_HUB_GRACE_MS": "how long a launcher-started proxy stays after the last launcher exits (default 3000)",
     "CCXRAY_PRICES": "a JSON price file whose rows override or extend the bundled table",
@@ -116,6 +120,10 @@ class Settings:
     ws_max_queue_bytes: int = 4 * 1024 * 1024
     shutdown_grace_s: float = 10.0
     hub_grace_s: float = 3.0
+    body_timeout_s: float = 300.0
+    max_connections: int | None = None  # None: sized to the fd limit at start
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
     prices_path: str | None = None
     restore_days: float = 7.0
     retention_days: float | None = None
@@ -188,6 +196,19 @@ def _env_days(env: Mapping[str, str], name: str, default: float | None) -> float
     if value < 0:
         raise ConfigError(f"{name}={raw!r} must not be negative")
     return value
+
+
+def _env_list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in (env.get(name) or "").split(",") if item.strip())
+
+
+def _env_origins(env: Mapping[str, str]) -> tuple[str, ...]:
+    origins = _env_list(env, "CCXRAY_ALLOWED_ORIGINS")
+    for origin in origins:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+            raise ConfigError(f"CCXRAY_ALLOWED_ORIGINS entry {origin!r} must look like http://host:port")
+    return origins
 
 
 def is_loopback(host: str) -> bool:
@@ -263,6 +284,10 @@ def load_settings(
         ws_max_queue_bytes=int(_env_number(env, "CCXRAY_WS_MAX_QUEUE_BYTES", 4 * 1024 * 1024)),
         shutdown_grace_s=ms("CCXRAY_SHUTDOWN_GRACE_MS", 10_000),
         hub_grace_s=ms("CCXRAY_HUB_GRACE_MS", 3_000),
+        body_timeout_s=ms("CCXRAY_BODY_TIMEOUT_MS", 300_000),
+        max_connections=int(_env_number(env, "CCXRAY_MAX_CONNECTIONS", 1)) if env.get("CCXRAY_MAX_CONNECTIONS") else None,
+        allowed_hosts=_env_list(env, "CCXRAY_ALLOWED_HOSTS"),
+        allowed_origins=_env_origins(env),
         prices_path=env.get("CCXRAY_PRICES") or None,
         restore_days=_env_days(env, "RESTORE_DAYS", 7.0) or 0.0,
         retention_days=_env_days(env, "LOG_RETENTION_DAYS", None),

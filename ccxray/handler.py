@@ -8,18 +8,22 @@ address and ends this connection only.
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import h11
 
 from . import headers as hdr
-from .access import host_ok, token_ok
+from .access import browser_verdict, host_ok, is_stranger, token_ok
 from .app import App, ConnEntry
 from .clientconn import ClientConn
 from .dashboard import is_page_asset, serve_local
 from .errors import ClientGone, ClientProtocolError
 from .http_relay import Exchange, decode_headers
+from .peeruid import socket_owner
+from .requestcheck import check_version, has_length_and_chunking, ws_handshake_problem
 from .record import HttpCall
+from .config import is_loopback
 from .routing import LOCAL, Route, is_ws_path, route, split_target
 from .ws_relay import relay_websocket
 
@@ -38,6 +42,7 @@ class ConnectionHandler:
         self.app = app
         self.client = client
         self.entry = entry
+        self._peer_checked = False
 
     def run(self) -> None:
         try:
@@ -70,38 +75,79 @@ class ConnectionHandler:
             except ClientGone:
                 pass
 
-    def _dispatch(self, req: h11.Request) -> bool:
+    def _access_problem(self, headers: list[tuple[str, str]], raw_target: str) -> tuple[int, str] | None:
+        """Why this request may not pass (status, message), or None. Nothing is recorded for it."""
         settings = self.app.settings
-        headers = decode_headers(list(req.headers.raw_items()))
-        raw_target = req.target.decode("latin-1")
+        if not settings.auth_token and self._is_other_users_client():
+            return 403, "this proxy belongs to another user of this machine (set AUTH_TOKEN to share it)"
         # the page's own code holds nothing recorded; a module import cannot carry ?token=
         if not token_ok(settings.auth_token, headers, raw_target) and not is_page_asset(raw_target):
-            self._refuse(401, "missing or wrong ccxray token (X-Ccxray-Auth or ?token=)")
+            return 401, "missing or wrong ccxray token (X-Ccxray-Auth or ?token=)"
+        verdict = browser_verdict(headers, self.app.own_origins)
+        if verdict.reason is not None:
+            return 403, verdict.reason
+        if not host_ok(headers, self.app.allowed_hosts):
+            return 403, "this Host header is not the proxy's address (DNS-rebinding guard; see CCXRAY_ALLOWED_HOSTS)"
+        return None
+
+    def _is_other_users_client(self) -> bool:
+        """Linux: is the loopback peer's socket owned by another uid? Looked up once per connection."""
+        if self._peer_checked:
+            return False
+        peer = self.client.addr
+        if peer is None or not is_loopback(peer[0]):
+            self._peer_checked = True
+            return False
+        try:
+            ours = self.client.sock.getsockname()
+            owner = socket_owner((peer[0], peer[1]), (ours[0], ours[1]))
+        except OSError:
+            self._peer_checked = True  # no /proc/net/tcp here: loopback is trusted (README)
+            return False
+        self._peer_checked = not is_stranger(owner, os.geteuid())
+        return not self._peer_checked
+
+    def _dispatch(self, req: h11.Request) -> bool:
+        settings = self.app.settings
+        check_version(req.http_version)
+        headers = decode_headers(list(req.headers.raw_items()))
+        raw_target = req.target.decode("latin-1")
+        problem = self._access_problem(headers, raw_target)
+        if problem is not None:
+            self._refuse(*problem)
             return False
         target = hdr.strip_token(raw_target)
         method = req.method.decode("latin-1")
         where = route(method, target, [(n.lower(), v) for n, v in headers], settings)
         if is_upgrade(headers):
-            if where.provider == LOCAL or not is_ws_path(split_target(target)[0]) or method != "GET":
-                self._refuse(404, f"WebSocket upgrade is only proxied on /v1/responses and /v1/realtime, not {split_target(target)[0]}")
-                return False
-            self.client.read_body(0, settings.header_timeout_s)  # an upgrade carries no body
-            relay_websocket(self.app, self.client, self.entry, target, headers, where)
-            return False
+            return self._upgrade(method, target, headers, where)
         if where.provider == LOCAL:
-            if not host_ok(headers, self.app.allowed_hosts):
-                self._refuse(403, "dashboard refuses this Host header (DNS-rebinding guard)")
-                return False
             self.client.read_body(settings.max_body_bytes, settings.header_timeout_s)
-            return serve_local(self.app, self.client, method, target, headers)
-        return self._forward(req, method, target, headers, where)
+            keep_alive = serve_local(self.app, self.client, method, target, headers)
+        else:
+            keep_alive = self._forward(req, method, target, headers, where)
+        return keep_alive and not has_length_and_chunking(headers)  # RFC 9112 6.1: close after CL+TE
+
+    def _upgrade(self, method: str, target: str, headers: list[tuple[str, str]], where: Route) -> bool:
+        path = split_target(target)[0]
+        if where.provider == LOCAL or not is_ws_path(path) or method != "GET":
+            self._refuse(404, f"WebSocket upgrade is only proxied on /v1/responses and /v1/realtime, not {path}")
+            return False
+        problem = ws_handshake_problem(headers)
+        if problem is not None:
+            self._refuse(400, problem)
+            return False
+        self.client.read_body(0, self.app.settings.header_timeout_s)  # an upgrade carries no body
+        relay_websocket(self.app, self.client, self.entry, target, headers, where)
+        return False
 
     def _forward(self, req: h11.Request, method: str, target: str,
                  headers: list[tuple[str, str]], where: Route) -> bool:
         assert where.upstream is not None
         self._check_length(headers)
         started = time.time()
-        body = self.client.read_body(self.app.settings.max_body_bytes, self.app.settings.read_timeout_s)
+        settings = self.app.settings
+        body = self.client.read_body(settings.max_body_bytes, settings.read_timeout_s, settings.body_timeout_s)
         call = HttpCall(id=self.app.recorder.new_id(), started=started, method=method, url=target,
                         provider=where.provider, upstream_url=where.upstream.url(where.target),
                         req_headers=headers, req_body=body)

@@ -191,7 +191,7 @@ CLIENT_FAULTS = {
         b"GET /v1/messages HTTP/1.1\r\n" + H + b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Key: " + fuzz.WS_KEY.encode() + b"\r\nSec-WebSocket-Version: 13\r\n\r\n", 404),
 }
-FAULT_ENV = {"CCXRAY_MAX_BODY_MB": "0.01", "CCXRAY_HEADER_TIMEOUT_MS": "300"}
+FAULT_ENV = {"CCXRAY_MAX_BODY_MB": "0.01", "CCXRAY_HEADER_TIMEOUT_MS": "300", "CCXRAY_ALLOWED_HOSTS": "x"}
 
 
 @pytest.mark.parametrize("name", list(CLIENT_FAULTS))
@@ -232,7 +232,8 @@ def test_all_faults_at_once_while_others_are_served(fake, make_proxy, proxy_log)
     assert_no_tracebacks(proxy_log)
 
 
-def test_garbage_pipelined_after_a_valid_request(fake, proxy, proxy_log):
+def test_garbage_pipelined_after_a_valid_request(fake, make_proxy, proxy_log):
+    proxy = make_proxy(CCXRAY_ALLOWED_HOSTS="x")
     valid = (b"POST /v1/messages?first HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(MSG)) + MSG
     raw = raw_exchange(proxy.port, valid + b"GARBAGE\r\n\r\n")
     assert statuses(raw) == [200, 400]
@@ -244,7 +245,7 @@ def test_garbage_pipelined_after_a_valid_request(fake, proxy, proxy_log):
 @pytest.mark.parametrize("after", [b"GARBAGE\r\n\r\n", b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Slow: "])
 def test_error_after_a_pipelined_head_request_gets_its_4xx(after, fake, make_proxy, proxy_log):
     """An error answer after a pipelined HEAD keeps its body (it was framed as a HEAD answer: traceback)."""
-    proxy = make_proxy(CCXRAY_HEADER_TIMEOUT_MS="300")
+    proxy = make_proxy(CCXRAY_HEADER_TIMEOUT_MS="300", CCXRAY_ALLOWED_HOSTS="x")
     head = b"HEAD / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % proxy.port
     raw = raw_exchange(proxy.port, head + after)
     assert statuses(raw) == [200, 400 if after.startswith(b"GARBAGE") else 408], raw

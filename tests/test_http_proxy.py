@@ -179,7 +179,8 @@ def test_upstream_dying_mid_stream_closes_client_and_is_recorded(fake, proxy):
     assert line["status"] == 200 and "mid-response" in line["error"]
 
 
-def test_client_disconnect_mid_stream_releases_upstream(fake, proxy):
+def test_client_disconnect_mid_stream_releases_upstream(fake, make_proxy):
+    proxy = make_proxy(CCXRAY_ALLOWED_HOSTS="x")
     s = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
     s.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-fake-mode: stepped\r\nContent-Length: 2\r\n\r\n{}")
     assert s.recv(65536).startswith(b"HTTP/1.1 200")
@@ -194,7 +195,8 @@ def test_malformed_request_gets_400(proxy):
     assert raw_exchange(proxy.port, b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400")
 
 
-def test_oversized_head_gets_431(proxy):
+def test_oversized_head_gets_431(make_proxy):
+    proxy = make_proxy(CCXRAY_ALLOWED_HOSTS="x")
     head = b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n"
     assert raw_exchange(proxy.port, head).startswith(b"HTTP/1.1 431")
 
@@ -206,7 +208,7 @@ def test_body_over_cap_gets_413(make_proxy):
 
 
 def test_chunked_body_over_cap_gets_413(make_proxy):
-    proxy = make_proxy(CCXRAY_MAX_BODY_MB="0.001")
+    proxy = make_proxy(CCXRAY_MAX_BODY_MB="0.001", CCXRAY_ALLOWED_HOSTS="x")
     chunk = b"x" * 4000
     data = (b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
             + b"%x\r\n" % len(chunk) + chunk + b"\r\n0\r\n\r\n")
@@ -214,11 +216,12 @@ def test_chunked_body_over_cap_gets_413(make_proxy):
 
 
 def test_slow_head_gets_408(make_proxy):
-    proxy = make_proxy(CCXRAY_HEADER_TIMEOUT_MS="200")
+    proxy = make_proxy(CCXRAY_HEADER_TIMEOUT_MS="200", CCXRAY_ALLOWED_HOSTS="x")
     assert raw_exchange(proxy.port, b"GET /v1/models HTTP/1.1\r\nHost: x\r\n").startswith(b"HTTP/1.1 408")
 
 
-def test_expect_100_continue(fake, proxy):
+def test_expect_100_continue(fake, make_proxy):
+    proxy = make_proxy(CCXRAY_ALLOWED_HOSTS="x")
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
         s.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
         assert s.recv(1024).startswith(b"HTTP/1.1 100")

@@ -28,6 +28,7 @@ STACK_ENV = {
     "CCXRAY_WS_IDLE_TIMEOUT_MS": "600",
     "CCXRAY_WS_MAX_QUEUE_BYTES": "65536",
     "CCXRAY_SHUTDOWN_GRACE_MS": "2000",
+    "CCXRAY_ALLOWED_HOSTS": "x",  # the mutators' raw requests name Host: x
 }
 
 

@@ -1,0 +1,69 @@
+"""Which user owns the other end of a loopback TCP connection (Linux).
+
+A loopback client's socket is listed in ``/proc/net/tcp`` (or ``tcp6``)
+with its local address = our peer's address and its remote address = ours;
+the ``uid`` column is the user that created it. Addresses there are hex,
+each 32-bit word in the host's byte order, ports big-endian hex. An
+IPv4 client on a dual-stack socket appears in ``tcp6`` as ``::ffff:a.b.c.d``.
+
+:func:`find_uid` is pure (tested on sample text); :func:`socket_owner` is the
+thin reader around it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from typing import Iterable, Literal
+
+PROC_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
+TIME_WAIT = "06"  # a dead socket's leftover row: it carries uid 0, not its owner's
+
+
+def encode_address(host: str, port: int, byteorder: Literal["little", "big"] = sys.byteorder) -> list[str]:
+    """The ``ADDR:PORT`` spellings /proc/net/tcp* use for this address."""
+    ip = ipaddress.ip_address(host.split("%", 1)[0])
+    forms = [ip.packed]
+    if ip.version == 4:
+        forms.append(ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + ip.packed).packed)
+    elif ip.ipv4_mapped is not None:
+        forms.append(ip.ipv4_mapped.packed)
+    out = []
+    for packed in forms:
+        words = (int.from_bytes(packed[i:i + 4], byteorder) for i in range(0, len(packed), 4))
+        out.append("".join(f"{w:08X}" for w in words) + f":{port:04X}")
+    return out
+
+
+def find_uid(table: str, local: Iterable[str], remote: Iterable[str]) -> int | None:
+    """The uid of the row whose local and remote addresses are among the given spellings."""
+    locals_, remotes = set(local), set(remote)
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 8 or fields[3] == TIME_WAIT:
+            continue
+        if fields[1] in locals_ and fields[2] in remotes:
+            try:
+                return int(fields[7])
+            except ValueError:
+                return None
+    return None
+
+
+def socket_owner(peer: tuple[str, int], ours: tuple[str, int]) -> int | None:
+    """The uid owning the socket at ``peer`` connected to ``ours``; None if not found.
+
+    Raises OSError when the tables cannot be read (not Linux, no /proc).
+    """
+    peer_forms = encode_address(peer[0], peer[1])
+    our_forms = encode_address(ours[0], ours[1])
+    for path in PROC_TABLES:
+        try:
+            with open(path, encoding="ascii", errors="replace") as fh:
+                table = fh.read()
+        except FileNotFoundError:
+            continue  # no IPv6 in this kernel
+        uid = find_uid(table, peer_forms, our_forms)
+        if uid is not None:
+            return uid
+    return None

@@ -16,6 +16,7 @@ import h11
 
 from .errors import ClientGone, ClientProtocolError
 from .netio import make_blocking
+from .requestcheck import ChunkSizeWatcher
 from .waits import readable_now, wait_readable
 
 RECV_BYTES = 65536
@@ -40,6 +41,7 @@ class ClientConn:
         self.addr = addr
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         self.method = b""
+        self.chunked = False
 
     # -- reading ------------------------------------------------------------
 
@@ -73,6 +75,7 @@ class ClientConn:
             event = self._next()
             if isinstance(event, h11.Request):
                 self.method = event.method
+                self.chunked = any(name == b"transfer-encoding" for name, _ in event.headers)
                 # h11 bounds a head only while it is incomplete; one that arrived in a
                 # few large reads is measured here: all bytes fed minus what follows it
                 if fed - len(self.h11.trailing_data[0]) > MAX_HEAD_BYTES:
@@ -99,10 +102,19 @@ class ClientConn:
     def wants_100_continue(self) -> bool:
         return self.h11.they_are_waiting_for_100_continue
 
-    def read_body(self, limit: int, timeout_s: float) -> bytes:
-        """The whole request body (at most ``limit`` bytes, else ClientProtocolError(413))."""
+    def read_body(self, limit: int, timeout_s: float, overall_s: float | None = None) -> bytes:
+        """The whole request body (at most ``limit`` bytes, else ClientProtocolError(413)).
+
+        ``timeout_s`` bounds each wait for more bytes, ``overall_s`` the whole
+        body (a client trickling a byte at a time gets 408 all the same). A
+        chunk size beyond ``limit`` is refused (400) as soon as it is read.
+        """
         if self.wants_100_continue():
             self.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue"))
+        deadline = time.monotonic() + (timeout_s if overall_s is None else overall_s)
+        watcher = ChunkSizeWatcher(limit) if self.chunked else None
+        if watcher is not None:
+            watcher.feed(self.h11.trailing_data[0])
         body = bytearray()
         while True:
             event = self._next()
@@ -113,10 +125,15 @@ class ClientConn:
             elif isinstance(event, h11.EndOfMessage):
                 return bytes(body)
             elif event is h11.NEED_DATA:
+                left = deadline - time.monotonic()
                 try:
-                    data = self._recv(timeout_s)
+                    if left <= 0:
+                        raise socket.timeout("body deadline passed")
+                    data = self._recv(min(timeout_s, left))
                 except socket.timeout:
                     raise ClientProtocolError("request body not received in time", 408) from None
+                if watcher is not None:
+                    watcher.feed(data)
                 self.h11.receive_data(data)
                 if not data:
                     raise ClientGone("client closed before sending the whole body")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from importlib import metadata, resources
 from typing import Callable, Sequence
 
-from . import __version__
+from . import __version__, safeout
 from .config import ENV_HELP, Settings, environ, load_settings
 from .errors import CcxrayError, ConfigError
 from .hub import HubError, bind_error, find
@@ -151,6 +151,7 @@ def serve(settings: Settings) -> int:
     """Run the proxy in the foreground until SIGINT/SIGTERM (or attach to the running one)."""
     paths = HubPaths(settings.home)
     stop = stop_on_signals()  # before anything is printed: whoever reads the banner may signal at once
+    safeout.install()  # a reader that goes away (| head -3) must not turn a print into an exception
     with locked(paths):
         running = find(paths, settings.auth_token, tidy=True)
         if running is None:

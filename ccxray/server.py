@@ -1,13 +1,20 @@
 """The accept loop: ThreadingHTTPServer's shape on a raw listening socket.
 
 One non-daemon thread per accepted connection (so stopping can join them
-all); ``stop()`` stops accepting, lets busy connections finish for the grace
+all). Descriptors are budgeted: the soft fd limit is raised to the hard one at
+start, and past CCXRAY_MAX_CONNECTIONS (default sized to that limit) the
+connection idle longest is closed to make room, or, when every connection
+is busy, the newcomer gets a quick 503 while existing sessions go on. When
+the process runs out of descriptors anyway (EMFILE), the accept loop
+reclaims an idle connection and backs off briefly instead of spinning.
+``stop()`` stops accepting, lets busy connections finish for the grace
 period, then shuts every remaining socket so each thread wakes and exits,
 joins them, and flushes the recorder.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import threading
@@ -15,13 +22,19 @@ import threading
 from .app import App, ConnEntry, build_recorder
 from .clientconn import ClientConn
 from .config import Settings, is_loopback
-from .errors import ConfigError
+from .errors import ClientGone, ClientProtocolError, ConfigError
+from .fdlimit import connections_for, raise_soft_limit
 from .handler import ConnectionHandler
 from .netio import close_quietly, tune
+from .private import make_private_dirs
 from .recorder import Recorder
 
 log = logging.getLogger("ccxray.server")
 LISTEN_BACKLOG = 1024
+OUT_OF_FDS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+OUT_OF_FDS_BACKOFF_S = 0.05
+MAX_REFUSERS = 32  # threads answering 503 at once; past that a newcomer is just closed
+REFUSAL_TIMEOUT_S = 2.0
 
 
 def _check_self_loop(settings: Settings, port: int) -> None:
@@ -41,6 +54,9 @@ class ProxyServer:
         self._threads: set[threading.Thread] = set()
         self._threads_lock = threading.Lock()
         self._stopped = False
+        self._refusers = threading.BoundedSemaphore(MAX_REFUSERS)
+        self.fd_limit = 0
+        self.max_connections = settings.max_connections or 0
 
     @property
     def port(self) -> int:
@@ -57,6 +73,8 @@ class ProxyServer:
 
     def start(self) -> "ProxyServer":
         """Bind, listen and start accepting. Raises ConfigError or OSError (port in use)."""
+        self.fd_limit = raise_soft_limit()
+        self.max_connections = self.settings.max_connections or connections_for(self.fd_limit)
         family = socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET
         listener = socket.socket(family, socket.SOCK_STREAM)
         try:
@@ -70,6 +88,14 @@ class ProxyServer:
             raise
         self._listener = listener
         self.app.set_port(port)
+        try:
+            notice = make_private_dirs(self.settings.home, (self.settings.logs_dir, self.settings.logs_dir / "shared"))
+        except BaseException:
+            self._listener = None
+            listener.close()
+            raise
+        if notice:
+            log.warning("%s", notice)
         self.app.recorder.start()
         self.app.schedule_log_upkeep()
         self._accept_thread = threading.Thread(target=self._accept_loop, name="ccxray-accept")
@@ -87,12 +113,51 @@ class ProxyServer:
         while not self.app.stopping.is_set():
             try:
                 sock, addr = self._listener.accept()
-            except OSError:
+            except OSError as exc:
                 if self.app.stopping.is_set():
                     return
-                continue  # EMFILE, ECONNABORTED: keep serving everyone else
-            tune(sock)
-            self._spawn(sock, addr)
+                if exc.errno in OUT_OF_FDS:  # the newcomer waits in the backlog meanwhile
+                    self.app.reclaim_idle()
+                    self.app.stopping.wait(OUT_OF_FDS_BACKOFF_S)
+                continue  # ECONNABORTED and the like: keep serving everyone else
+            self._admit(sock, addr)
+
+    def _admit(self, sock: socket.socket, addr: tuple[str, int]) -> None:
+        if self.app.live_count() >= self.max_connections and not self.app.reclaim_idle():
+            self._refuse_busy(sock, addr)
+            return
+        tune(sock)
+        self._spawn(sock, addr)
+
+    def _refuse_busy(self, sock: socket.socket, addr: tuple[str, int]) -> None:
+        """Every held connection is busy: a short-lived thread answers this one 503."""
+        if not self._refusers.acquire(blocking=False):
+            close_quietly(sock)
+            return
+        thread = threading.Thread(target=self._answer_busy, args=(sock, addr), name=f"ccxray-503-{addr[1]}")
+        with self._threads_lock:
+            self._threads.add(thread)
+        try:
+            thread.start()
+        except RuntimeError:
+            with self._threads_lock:
+                self._threads.discard(thread)
+            self._refusers.release()
+            close_quietly(sock)
+
+    def _answer_busy(self, sock: socket.socket, addr: tuple[str, int]) -> None:
+        try:
+            client = ClientConn(sock, addr, REFUSAL_TIMEOUT_S)
+            if client.read_request(REFUSAL_TIMEOUT_S, REFUSAL_TIMEOUT_S) is not None:
+                client.send_error(503, f"ccxray holds {self.max_connections} connections, all busy "
+                                       "(CCXRAY_MAX_CONNECTIONS); try again shortly", close=True)
+        except (ClientGone, ClientProtocolError, OSError):
+            pass  # a refused client that misbehaves is simply dropped
+        finally:
+            close_quietly(sock)
+            self._refusers.release()
+            with self._threads_lock:
+                self._threads.discard(threading.current_thread())
 
     def _spawn(self, sock: socket.socket, addr: tuple[str, int]) -> None:
         entry = ConnEntry(sock)

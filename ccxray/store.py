@@ -148,7 +148,8 @@ class Store:
         tmp = self.index_path.with_name(INDEX_NAME + ".prune")
         dropped = 0
         kept = OffsetsBuilder()
-        with open(self.index_path, "rb") as src, open(tmp, "wb") as dst:
+        tmp_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # owner-only, like the index
+        with open(self.index_path, "rb") as src, open(tmp_fd, "wb") as dst:
             dropped += _copy_kept(src, dst, keep, final=False, kept=kept)
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -35,7 +36,9 @@ def test_connections_for_keeps_a_reserve():
 
 
 def _is_closed_by_peer(sock: socket.socket) -> bool:
-    if not select.select([sock], [], [], 0)[0]:
+    poller = select.poll()  # select.select cannot take the descriptors above 1023 these tests hold
+    poller.register(sock, select.POLLIN)
+    if not poller.poll(0):
         return False
     try:
         return sock.recv(1, socket.MSG_PEEK) == b""
@@ -175,17 +178,47 @@ def test_ulimit_256_with_300_idle_connections_stays_calm_and_serves_again(proxy_
                "the proxy to serve again once the idle connections are gone")
 
 
-def _open_websocket(port: int) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-    sock.sendall((f"GET /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+def _upgrade_request(port: int) -> bytes:
+    return (f"GET /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+
+
+def _await_101(sock: socket.socket) -> None:
     head = b""
     while b"\r\n\r\n" not in head:
         chunk = sock.recv(4096)
         assert chunk, "proxy closed during the WebSocket handshake"
         head += chunk
     assert head.startswith(b"HTTP/1.1 101"), head[:200]
-    return sock
+
+
+PING = b"\x89\x80\x00\x00\x00\x00"  # a masked, empty client ping (RFC 6455 5.5.2)
+KEEP_ALIVE_S = 10.0  # the fake upstream drops a WebSocket silent for 30 s
+
+
+def _open_websockets(port: int, count: int) -> list[socket.socket]:
+    """All upgrades sent first, then all answers read: the handshakes overlap.
+
+    Opening hundreds takes a while on a busy machine, so the open ones are
+    pinged now and then to keep the fake upstream from dropping them.
+    """
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=60))
+            socks[-1].sendall(_upgrade_request(port))
+        pinged = time.monotonic()
+        for index, sock in enumerate(socks):
+            _await_101(sock)
+            if time.monotonic() - pinged > KEEP_ALIVE_S:
+                for done in socks[:index + 1]:
+                    done.sendall(PING)
+                pinged = time.monotonic()
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
 
 
 @pytest.mark.slow
@@ -195,15 +228,14 @@ def test_2000_idle_and_600_websockets_held_while_a_fresh_client_is_served(fake, 
     held: list[socket.socket] = []
     try:
         held += _open_idle(proxy.port, 2000)
-        held += [_open_websocket(proxy.port) for _ in range(600)]
-        wait_until(lambda: fake.open_connections >= 600, 60, "600 upstream WebSockets")
+        held += _open_websockets(proxy.port, 600)
         peak_fds = max(proxy.fds())
         print(f"\n2000 idle + 600 WebSockets: proxy holds {len(proxy.fds())} fds, highest fd {peak_fds}")
         assert peak_fds > 1023  # the point of the test: descriptors past select()'s ceiling
         status, _, _ = request(proxy.port, "POST", "/v1/messages", MSG, timeout=10)
         assert status == 200
-        ws = _open_websocket(proxy.port)  # and a fresh WebSocket above fd 1023 on both legs
-        held.append(ws)
+        held += _open_websockets(proxy.port, 1)  # and a fresh WebSocket above fd 1023 on both legs
+        assert fake.open_connections >= 601
         assert not any(_is_closed_by_peer(s) for s in held[2000:])
     finally:
         for sock in held:

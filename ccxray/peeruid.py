@@ -36,17 +36,20 @@ def encode_address(host: str, port: int, byteorder: Literal["little", "big"] = s
 
 
 def find_uid(table: str, local: Iterable[str], remote: Iterable[str]) -> int | None:
-    """The uid of the row whose local and remote addresses are among the given spellings."""
-    locals_, remotes = set(local), set(remote)
-    for line in table.splitlines()[1:]:
-        fields = line.split()
-        if len(fields) < 8 or fields[3] == TIME_WAIT:
-            continue
-        if fields[1] in locals_ and fields[2] in remotes:
-            try:
+    """The uid of the row whose local and remote addresses are among the given spellings.
+
+    Looks the pair up as a substring rather than splitting every row: the
+    table holds a row per socket on the machine, TIME_WAIT ones included.
+    """
+    for pair in (f" {mine} {theirs} " for mine in local for theirs in remote):
+        at = table.find(pair)
+        while at >= 0:
+            start = table.rfind("\n", 0, at) + 1
+            end = table.find("\n", at)
+            fields = table[start:end if end >= 0 else len(table)].split()
+            if len(fields) >= 8 and fields[3] != TIME_WAIT and fields[7].isdigit():
                 return int(fields[7])
-            except ValueError:
-                return None
+            at = table.find(pair, at + 1)
     return None
 
 

@@ -16,7 +16,6 @@ Four guards, checked before anything is routed or recorded, on every path
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from .querytoken import split_token
@@ -88,15 +87,8 @@ def normalise_origin(origin: str) -> str:
     return origin.strip().lower().rstrip("/")
 
 
-@dataclass(frozen=True)
-class BrowserVerdict:
-    """Why a browser request is refused, or None when it may pass."""
-
-    reason: str | None
-
-
-def browser_verdict(req_headers: Sequence[tuple[str, str]], origins: frozenset[str]) -> BrowserVerdict:
-    """Refuse a request a browser made on behalf of another site.
+def browser_refusal(req_headers: Sequence[tuple[str, str]], origins: frozenset[str]) -> str | None:
+    """Why a request a browser made on behalf of another site is refused, or None.
 
     An ``Origin`` in ``origins`` passes even when marked cross-site (a browser
     tool the user listed in CCXRAY_ALLOWED_ORIGINS). ``Origin: null`` (sandboxed
@@ -105,13 +97,12 @@ def browser_verdict(req_headers: Sequence[tuple[str, str]], origins: frozenset[s
     origin_values = _values(req_headers, "origin")
     origin = normalise_origin(origin_values[0]) if origin_values else None
     if origin is not None and origin not in origins:
-        return BrowserVerdict(f"requests from origin {origin_values[0].strip()!r} are refused "
-                              "(allow a trusted tool with CCXRAY_ALLOWED_ORIGINS)")
+        return (f"requests from origin {origin_values[0].strip()!r} are refused "
+                "(allow a trusted tool with CCXRAY_ALLOWED_ORIGINS)")
     sites = {v.strip().lower() for v in _values(req_headers, "sec-fetch-site")}
     if sites & FOREIGN_FETCH_SITES and origin is None:
-        return BrowserVerdict("requests a browser marks as coming from another site are refused "
-                              "(Sec-Fetch-Site)")
-    return BrowserVerdict(None)
+        return "requests a browser marks as coming from another site are refused (Sec-Fetch-Site)"
+    return None
 
 
 def is_stranger(peer_uid: int | None, own_uid: int) -> bool:

@@ -14,7 +14,7 @@ import time
 import h11
 
 from . import headers as hdr
-from .access import browser_verdict, host_ok, is_stranger, token_ok
+from .access import browser_refusal, host_ok, is_stranger, token_ok
 from .app import App, ConnEntry
 from .clientconn import ClientConn
 from .dashboard import is_page_asset, serve_local
@@ -83,9 +83,9 @@ class ConnectionHandler:
         # the page's own code holds nothing recorded; a module import cannot carry ?token=
         if not token_ok(settings.auth_token, headers, raw_target) and not is_page_asset(raw_target):
             return 401, "missing or wrong ccxray token (X-Ccxray-Auth or ?token=)"
-        verdict = browser_verdict(headers, self.app.own_origins)
-        if verdict.reason is not None:
-            return 403, verdict.reason
+        refusal = browser_refusal(headers, self.app.own_origins)
+        if refusal is not None:
+            return 403, refusal
         if not host_ok(headers, self.app.allowed_hosts):
             return 403, "this Host header is not the proxy's address (DNS-rebinding guard; see CCXRAY_ALLOWED_HOSTS)"
         return None

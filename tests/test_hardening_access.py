@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ccxray.access import allowed_hosts, browser_verdict, host_ok, own_origins, token_ok
+from ccxray.access import allowed_hosts, browser_refusal, host_ok, own_origins, token_ok
 from ccxray.peeruid import encode_address, find_uid, socket_owner
 from ccxray.querytoken import split_token
 
@@ -73,8 +73,8 @@ ORIGINS = own_origins(HOSTS, ("http://tool.example:3000",))
     ([("Origin", "http://tool.example:3000"), ("Sec-Fetch-Site", "cross-site")], False),
     ([("Origin", "http://127.0.0.1:5577"), ("Sec-Fetch-Site", "cross-site")], False),
 ])
-def test_browser_verdict(headers, refused):
-    assert (browser_verdict(headers, ORIGINS).reason is not None) is refused
+def test_browser_refusal(headers, refused):
+    assert (browser_refusal(headers, ORIGINS) is not None) is refused
 
 
 @pytest.mark.parametrize("host,ok", [

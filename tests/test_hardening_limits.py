@@ -86,8 +86,9 @@ def test_when_all_are_busy_a_newcomer_gets_503_and_the_sessions_go_on(fake, make
 
 # -- the proxy as its own process -------------------------------------------------------
 
-LIMIT_SCRIPT = "import os, resource, sys; n = int(sys.argv[1]); " \
-               "resource.setrlimit(resource.RLIMIT_NOFILE, (n, n)); os.execv(sys.executable, sys.argv[1:2] and [sys.executable] + sys.argv[2:])"
+# set the limit, then become the proxy (exec keeps it): no preexec_fn in a threaded test process
+LIMIT_SCRIPT = ("import os, resource, sys; n = int(sys.argv[1]); "
+                "resource.setrlimit(resource.RLIMIT_NOFILE, (n, n)); os.execv(sys.executable, [sys.executable] + sys.argv[2:])")
 
 
 class ProxyProcess:

@@ -91,12 +91,15 @@ def browser_refusal(req_headers: Sequence[tuple[str, str]], origins: frozenset[s
     """Why a request a browser made on behalf of another site is refused, or None.
 
     An ``Origin`` in ``origins`` passes even when marked cross-site (a browser
-    tool the user listed in CCXRAY_ALLOWED_ORIGINS). ``Origin: null`` (sandboxed
-    frames, files) is foreign.
+    tool the user listed in CCXRAY_ALLOWED_ORIGINS), and so does one naming the
+    very Host the request was sent to (the page itself, under whatever name the
+    Host guard let through). ``Origin: null`` (sandboxed frames, files) is foreign.
     """
     origin_values = _values(req_headers, "origin")
     origin = normalise_origin(origin_values[0]) if origin_values else None
-    if origin is not None and origin not in origins:
+    host = next(iter(_values(req_headers, "host")), "").strip().lower()
+    same_host = {f"http://{host}", f"https://{host}"} if host else set()
+    if origin is not None and origin not in origins and origin not in same_host:
         return (f"requests from origin {origin_values[0].strip()!r} are refused "
                 "(allow a trusted tool with CCXRAY_ALLOWED_ORIGINS)")
     sites = {v.strip().lower() for v in _values(req_headers, "sec-fetch-site")}

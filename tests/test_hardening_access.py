@@ -72,6 +72,9 @@ ORIGINS = own_origins(HOSTS, ("http://tool.example:3000",))
     ([("Origin", "http://localhost:5578")], True),
     ([("Origin", "http://tool.example:3000"), ("Sec-Fetch-Site", "cross-site")], False),
     ([("Origin", "http://127.0.0.1:5577"), ("Sec-Fetch-Site", "cross-site")], False),
+    ([("Host", "gw.example:8080"), ("Origin", "http://gw.example:8080")], False),
+    ([("Host", "gw.example:8080"), ("Origin", "http://evil.example:8080")], True),
+    ([("Host", "evil.example:5577"), ("Origin", "http://evil.example:5577"), ("Sec-Fetch-Site", "same-origin")], False),
 ])
 def test_browser_refusal(headers, refused):
     assert (browser_refusal(headers, ORIGINS) is not None) is refused

@@ -252,3 +252,15 @@ def test_other_user_with_the_token_is_served(fake, make_proxy):
     proxy = make_proxy(AUTH_TOKEN=SECRET)
     assert _probe(proxy.port, token=SECRET, as_nobody=True) == [200, 200, 200]
     assert _probe(proxy.port, as_nobody=True) == [401, 401, 401]
+
+
+def test_allowed_lists_read_from_the_environment():
+    from ccxray.config import load_settings
+    from ccxray.errors import ConfigError
+    settings = load_settings({"CCXRAY_ALLOWED_HOSTS": " gw.example, ,x:1 ",
+                              "CCXRAY_ALLOWED_ORIGINS": "http://tool.example:3000/"}, port=0)
+    assert settings.allowed_hosts == ("gw.example", "x:1")
+    assert settings.allowed_origins == ("http://tool.example:3000/",)
+    for bad in ("tool.example", "ftp://x", "http://x/path"):
+        with pytest.raises(ConfigError, match="CCXRAY_ALLOWED_ORIGINS"):
+            load_settings({"CCXRAY_ALLOWED_ORIGINS": bad}, port=0)

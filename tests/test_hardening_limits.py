@@ -35,6 +35,20 @@ def test_connections_for_keeps_a_reserve():
     assert raise_soft_limit() == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def test_soft_limit_raised_to_the_hard_one_at_start():
+    script = ("import resource; from ccxray.fdlimit import raise_soft_limit; "
+              "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096)); "
+              "print(raise_soft_limit(), *resource.getrlimit(resource.RLIMIT_NOFILE))")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["4096", "4096", "4096"], done.stderr
+
+
+def test_default_cap_follows_the_fd_limit(make_proxy):
+    proxy = make_proxy()
+    assert proxy.server.max_connections == connections_for(proxy.server.fd_limit)
+    assert make_proxy(CCXRAY_MAX_CONNECTIONS="7").server.max_connections == 7
+
+
 def _is_closed_by_peer(sock: socket.socket) -> bool:
     poller = select.poll()  # select.select cannot take the descriptors above 1023 these tests hold
     poller.register(sock, select.POLLIN)

@@ -54,6 +54,18 @@ class ConnEntry:
         for fn in list(self.on_stop):
             fn()
 
+    def hang_up(self) -> None:
+        """Wake the connection's thread with EOF; the thread closes the socket itself.
+
+        Closing it from here would free the descriptor number while that thread
+        may be about to wait on it, and the next accept reuses numbers at once:
+        the thread would then wait on a stranger's socket.
+        """
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already gone
+
     def abort(self) -> None:
         for fn in list(self.on_abort):
             fn()
@@ -133,7 +145,7 @@ class App:
                 return False
             oldest = min(idle, key=lambda c: c.idle_since)
             oldest.reclaimed = True
-        oldest.abort()
+        oldest.hang_up()
         return True
 
     def abort_idle(self) -> None:

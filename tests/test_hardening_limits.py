@@ -27,6 +27,7 @@ from .conftest import ROOT, proxy_env, wait_until
 from .test_http_proxy import MSG, request
 
 WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+STOP_DEADLINE_S = 45.0  # generous: the grace period is 10 s; a stuck thread holds it for minutes
 
 
 def test_connections_for_keeps_a_reserve():
@@ -131,18 +132,21 @@ class ProxyProcess:
     def fds(self) -> list[int]:
         return [int(name) for name in os.listdir(f"/proc/{self.pid}/fd")]
 
-    def stop(self) -> bytes:
+    def stop(self) -> tuple[bool, bytes]:
+        """SIGTERM; returns whether the proxy exited by itself (else it is killed) and its stderr."""
+        clean = True
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(timeout=60)
+                self.proc.wait(timeout=STOP_DEADLINE_S)
             except subprocess.TimeoutExpired:
+                clean = False
                 self.proc.kill()
                 self.proc.wait()
         assert self.proc.stderr is not None
         err = self.proc.stderr.read()
         self.proc.stderr.close()
-        return err
+        return clean, err
 
 
 @pytest.fixture
@@ -156,8 +160,9 @@ def proxy_process(fake, tmp_path) -> Iterator[type[ProxyProcess]]:
 
     yield Bound
     for proc in started:
-        err = proc.stop()
+        clean, err = proc.stop()
         assert b"Traceback" not in err, err.decode(errors="replace")[-3000:]
+        assert clean, f"the proxy ignored SIGTERM for {STOP_DEADLINE_S:g}s (a thread stuck waiting?)"
 
 
 def _open_idle(port: int, count: int) -> list[socket.socket]:

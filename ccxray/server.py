@@ -88,19 +88,21 @@ class ProxyServer:
             raise
         self._listener = listener
         self.app.set_port(port)
-        try:
-            notice = make_private_dirs(self.settings.home, (self.settings.logs_dir, self.settings.logs_dir / "shared"))
-        except BaseException:
-            self._listener = None
-            listener.close()
-            raise
-        if notice:
-            log.warning("%s", notice)
+        self._make_home_private()
         self.app.recorder.start()
         self.app.schedule_log_upkeep()
         self._accept_thread = threading.Thread(target=self._accept_loop, name="ccxray-accept")
         self._accept_thread.start()
         return self
+
+    def _make_home_private(self) -> None:
+        logs = self.settings.logs_dir
+        try:
+            notice = make_private_dirs(self.settings.home, (logs, logs / "shared"))
+        except OSError:
+            return  # an unusable home must not stop traffic; the recorder reports it at its first write
+        if notice:
+            log.warning("%s", notice)
 
     def __enter__(self) -> "ProxyServer":
         return self.start()

@@ -16,7 +16,7 @@ from .assemble import Assembler
 from .config import Settings
 from .lineindex import LineIndex
 from .inflight import InFlightRegistry
-from .netio import UpstreamPool, close_quietly
+from .netio import UpstreamPool
 from .pricing import PriceTable
 from .recorder import Recorder
 from .restore import RestoreStats, prune, restore
@@ -69,7 +69,7 @@ class ConnEntry:
     def abort(self) -> None:
         for fn in list(self.on_abort):
             fn()
-        close_quietly(self.sock)
+        self.hang_up()
 
 
 class App:

@@ -42,7 +42,7 @@ class ConnectionHandler:
         self.app = app
         self.client = client
         self.entry = entry
-        self._peer_checked = False
+        self._peer_is_stranger: bool | None = None
 
     def run(self) -> None:
         try:
@@ -92,20 +92,20 @@ class ConnectionHandler:
 
     def _is_other_users_client(self) -> bool:
         """Linux: is the loopback peer's socket owned by another uid? Looked up once per connection."""
-        if self._peer_checked:
-            return False
+        if self._peer_is_stranger is None:
+            self._peer_is_stranger = self._look_up_peer()
+        return self._peer_is_stranger
+
+    def _look_up_peer(self) -> bool:
         peer = self.client.addr
         if peer is None or not is_loopback(peer[0]):
-            self._peer_checked = True
             return False
         try:
             ours = self.client.sock.getsockname()
             owner = socket_owner((peer[0], peer[1]), (ours[0], ours[1]))
         except OSError:
-            self._peer_checked = True  # no /proc/net/tcp here: loopback is trusted (README)
-            return False
-        self._peer_checked = not is_stranger(owner, os.geteuid())
-        return not self._peer_checked
+            return False  # no /proc/net/tcp here: loopback is trusted (README, Access)
+        return is_stranger(owner, os.geteuid())
 
     def _dispatch(self, req: h11.Request) -> bool:
         settings = self.app.settings

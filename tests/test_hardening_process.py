@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -13,10 +14,13 @@ from typing import Iterator
 
 import pytest
 
+from websockets.sync.client import connect
+
 from ccxray.private import make_private_dirs
 
 from .conftest import ROOT, proxy_env
 from .test_http_proxy import MSG, request
+from .test_ws_proxy import CODEX_HEADERS, CREATE, recv_until_completed, ws_url
 
 
 def _proxy_process(env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -88,7 +92,10 @@ def test_home_and_everything_under_it_owner_only_with_umask_000(fake, make_proxy
     assert request(proxy.port, "POST", "/v1/messages", MSG)[0] == 200
     assert request(proxy.port, "POST", "/v1/messages", MSG, headers={"x-fake-mode": "sse:5"})[0] == 200
     assert request(proxy.port, "POST", "/v1/responses", b'{"model":"gpt-5","input":"hi"}')[0] == 200
-    proxy.lines(3)
+    with connect(ws_url(proxy), additional_headers=CODEX_HEADERS) as ws:
+        ws.send(json.dumps(CREATE))
+        recv_until_completed(ws)
+    proxy.wait_lines(lambda ls: any(line["kind"] == "connection" for line in ls), what="the WebSocket's line")
     assert proxy.server.recorder.flush(10)
     home = proxy.server.settings.home
     files = [p for p in home.rglob("*") if p.is_file()]

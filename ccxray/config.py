@@ -206,8 +206,9 @@ def _env_origins(env: Mapping[str, str]) -> tuple[str, ...]:
     origins = _env_list(env, "CCXRAY_ALLOWED_ORIGINS")
     for origin in origins:
         parts = urlsplit(origin)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
-            raise ConfigError(f"CCXRAY_ALLOWED_ORIGINS entry {origin!r} must look like http://host:port")
+        if not parts.scheme or not parts.netloc or parts.path not in ("", "/") or parts.query:
+            raise ConfigError(f"CCXRAY_ALLOWED_ORIGINS entry {origin!r} must be an origin "
+                              "(scheme://host[:port], e.g. http://localhost:3000 or chrome-extension://ID)")
     return origins
 
 

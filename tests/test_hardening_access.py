@@ -266,6 +266,7 @@ def test_allowed_lists_read_from_the_environment():
                               "CCXRAY_ALLOWED_ORIGINS": "http://tool.example:3000/"}, port=0)
     assert settings.allowed_hosts == ("gw.example", "x:1")
     assert settings.allowed_origins == ("http://tool.example:3000/",)
-    for bad in ("tool.example", "ftp://x", "http://x/path"):
+    assert load_settings({"CCXRAY_ALLOWED_ORIGINS": "chrome-extension://abcdef"}, port=0).allowed_origins
+    for bad in ("tool.example", "http://x/path", "http://x?q=1"):
         with pytest.raises(ConfigError, match="CCXRAY_ALLOWED_ORIGINS"):
             load_settings({"CCXRAY_ALLOWED_ORIGINS": bad}, port=0)

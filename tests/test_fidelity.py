@@ -76,12 +76,14 @@ def test_client_leaving_after_the_terminal_event_is_a_normal_end(make_proxy, hol
     body = json.dumps({"model": "gpt-5.5", "input": "hi", "stream": True}).encode()
     client = socket.create_connection(("127.0.0.1", proxy.port))
     with client:
-        client.sendall(b"POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\n"
-                       b"originator: codex_exec\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+        client.sendall(b"POST /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:%d\r\ncontent-type: application/json\r\n"
+                       b"originator: codex_exec\r\ncontent-length: %d\r\n\r\n%s" % (proxy.port, len(body), body))
         got = b""
         last = holding.events[-1]["type"].encode()
         while last not in got:
-            got += client.recv(65536)
+            chunk = client.recv(65536)
+            assert chunk, f"proxy closed before {last!r}: {got[:300]!r}"
+            got += chunk
     (line,) = proxy.lines(1)
     holding.release.set()
     assert line["status"] == 200

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from .private import mkdir_private
+
 LOCK_NAME = "ccxray.lock"
 PID_NAME = "ccxray.pid"
 LOG_NAME = "ccxray.log"
@@ -60,7 +62,7 @@ class HubPaths:
 @contextmanager
 def locked(paths: HubPaths) -> Iterator[None]:
     """Hold the hub lock (blocking); the kernel drops it if this process dies."""
-    paths.home.mkdir(parents=True, exist_ok=True)
+    mkdir_private(paths.home)  # owner-only, whatever the umask
     fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -71,7 +73,7 @@ def locked(paths: HubPaths) -> Iterator[None]:
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write to a temporary sibling then rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    mkdir_private(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:

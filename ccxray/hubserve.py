@@ -30,6 +30,7 @@ from .errors import ConfigError
 from .hub import HubInfo, bind_error
 from .hubfiles import HubPaths, launchers, locked, process_start, read_json, remove, write_json_atomic
 from .server import ProxyServer
+from .private import mkdir_private
 
 POLL_S = 0.2
 LOG_KEEP_BYTES = 5 * 1024 * 1024
@@ -113,7 +114,7 @@ def stop_on_signals() -> threading.Event:
 
 
 def _redirect_to_log(paths: HubPaths) -> None:
-    paths.home.mkdir(parents=True, exist_ok=True)
+    mkdir_private(paths.home)  # owner-only, whatever the umask
     try:
         if paths.log.stat().st_size > LOG_KEEP_BYTES:
             os.replace(paths.log, paths.log.with_name(paths.log.name + ".1"))  # one old log is kept

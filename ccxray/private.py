@@ -30,11 +30,12 @@ def make_private_dirs(home: Path, subdirs: Iterable[Path] = ()) -> str | None:
             tighten_tree(home)
             notice = f"ccxray: {home} was readable by other users (mode {mode:o}); made it owner-only (700/600)"
     for folder in (home, *subdirs):
-        _mkdir_private(folder)
+        mkdir_private(folder)
     return notice
 
 
-def _mkdir_private(folder: Path) -> None:
+def mkdir_private(folder: Path) -> None:
+    """Create ``folder`` and missing parents as 0700; an existing one only loses group/other bits."""
     missing = []
     probe = folder
     while not probe.exists():

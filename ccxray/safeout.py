@@ -42,8 +42,8 @@ def _to_devnull() -> None:
 
 def install() -> None:
     """Replace the process's real stdout (not a test's capture) with a NeverFailingStdout."""
-    out = sys.stdout
-    if out is None or out is not sys.__stdout__ or not hasattr(out, "buffer"):
+    out = sys.__stdout__
+    if out is None or sys.stdout is not out or not isinstance(out, io.TextIOWrapper):
         return
     sys.stdout = NeverFailingStdout(out.buffer, encoding=out.encoding, errors=out.errors,
                                     line_buffering=out.line_buffering)

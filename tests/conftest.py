@@ -23,8 +23,6 @@ from ccxray.server import ProxyServer  # noqa: E402
 from ccxray.store import read_index  # noqa: E402
 from tools.fake_upstream import FakeUpstream  # noqa: E402
 
-FIXTURES = ROOT.parent / "shared" / "fixtures"
-
 
 def wait_until(pred: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
     """Poll ``pred`` until truthy; fail with ``what`` after ``timeout`` seconds."""

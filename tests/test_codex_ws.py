@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -11,13 +10,12 @@ from hypothesis import strategies as st
 
 from ccxray.wire.codex_ws import SUPERSEDED, Turn, TurnTracker
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+from .recorded import shared_path
+
 
 
 def say_hi_frames() -> list[dict[str, object]]:
-    path = FIXTURES / "codex-ws" / "say-hi.ndjson"
-    if not path.exists():
-        pytest.skip("fixture codex-ws/say-hi.ndjson is absent")
+    path = shared_path("codex-ws/say-hi.ndjson")
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 

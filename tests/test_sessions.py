@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -11,16 +10,14 @@ from hypothesis import strategies as st
 
 from ccxray.sessions import Identity, SessionTracker, identify, prompt_hash
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+from .recorded import shared, shared_path
+
 SID = "6f1c9a3e-2b7d-4c1e-9f00-1234567890ab"
 THREAD = "019e6dc4-eef8-7190-8047-46445b850061"
 
 
 def fixture(rel: str) -> object:
-    path = FIXTURES / rel
-    if not path.exists():
-        pytest.skip(f"fixture {rel} is absent")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return shared(rel)
 
 
 # Claude Code 2.1.197's POST /v1/messages headers (REAL_CLIENTS.md), secrets elided.
@@ -152,9 +149,7 @@ def test_codex_alternative_session_headers() -> None:
 
 
 def say_hi_frame(index: int) -> dict[str, object]:
-    path = FIXTURES / "codex-ws" / "say-hi.ndjson"
-    if not path.exists():
-        pytest.skip("fixture codex-ws/say-hi.ndjson is absent")
+    path = shared_path("codex-ws/say-hi.ndjson")
     frame = json.loads(path.read_text(encoding="utf-8").splitlines()[index])
     return json.loads(frame["text"])  # type: ignore[no-any-return]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -13,7 +12,8 @@ from ccxray.pricing import PriceTable
 from ccxray.summarize import FIELD_NAMES, identity_fields, summarize_http, summarize_turn
 from ccxray.wire.codex_ws import Turn, TurnTracker
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+from .recorded import shared, shared_path
+
 PRICES = PriceTable.load()
 SID = "6f1c9a3e-2b7d-4c1e-9f00-1234567890ab"
 SSE = [("content-type", "text/event-stream; charset=utf-8")]
@@ -21,10 +21,7 @@ JSON = [("content-type", "application/json")]
 
 
 def fixture(rel: str) -> object:
-    path = FIXTURES / rel
-    if not path.exists():
-        pytest.skip(f"fixture {rel} is absent")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return shared(rel)
 
 
 def sse_bytes(events: list[dict[str, object]], done: bool = False) -> bytes:
@@ -127,9 +124,7 @@ def test_non_json_response_is_text() -> None:
 
 
 def say_hi_turns() -> list[Turn]:
-    path = FIXTURES / "codex-ws" / "say-hi.ndjson"
-    if not path.exists():
-        pytest.skip("fixture codex-ws/say-hi.ndjson is absent")
+    path = shared_path("codex-ws/say-hi.ndjson")
     tracker = TurnTracker("conn")
     turns: list[Turn] = []
     for line in path.read_text(encoding="utf-8").splitlines():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -12,14 +11,12 @@ from hypothesis import strategies as st
 from ccxray.wire import anthropic
 from ccxray.wire.sse import event_to_json, parse_sse
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+from .recorded import shared
+
 
 
 def fixture(rel: str) -> object:
-    path = FIXTURES / rel
-    if not path.exists():
-        pytest.skip(f"fixture {rel} is absent")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return shared(rel)
 
 
 def claude_code_body() -> dict[str, object]:

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ccxray.wire import openai
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+from .recorded import shared
+
 
 
 def fixture(rel: str) -> object:
-    path = FIXTURES / rel
-    if not path.exists():
-        pytest.skip(f"fixture {rel} is absent")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return shared(rel)
 
 
 def test_fixture_sse_events() -> None:

@@ -18,7 +18,8 @@ from websockets.sync.server import serve
 
 from ccxray.readback import read_request
 
-from .conftest import FIXTURES, wait_until
+from .conftest import wait_until
+from .recorded import recorded_frames
 
 CREATE = {"type": "response.create", "model": "gpt-5.5", "input": [{"type": "message", "role": "user",
           "content": [{"type": "input_text", "text": "say hi"}]}]}
@@ -260,7 +261,7 @@ def test_pings_pass_through_and_pongs_come_back(fake, proxy):
 
 
 def test_replay_real_codex_session_unchanged(proxy, make_proxy):
-    frames = [json.loads(l) for l in (FIXTURES / "codex-ws" / "say-hi.ndjson").read_text().splitlines()]
+    frames = recorded_frames()
     received: list[str] = []
     problems: list[str] = []
 
@@ -298,7 +299,7 @@ def test_replay_real_codex_session_unchanged(proxy, make_proxy):
     assert got == [f["text"] for f in frames if f["dir"] == "u2c"]
     lines = replay_proxy.lines(3)
     (conn,) = [l for l in lines if l["kind"] == "connection"]
-    assert conn["frameCounts"] == {"clientToUpstream": 2, "upstreamToClient": 14}
+    assert conn["frameCounts"] == {"clientToUpstream": 2, "upstreamToClient": len(frames) - 2}
     assert conn["byteCounts"]["clientToUpstream"] == sum(f["size"] for f in frames if f["dir"] == "c2u")
     assert conn["byteCounts"]["upstreamToClient"] == sum(f["size"] for f in frames if f["dir"] == "u2c")
     turns = [l for l in lines if l["kind"] == "turn"]

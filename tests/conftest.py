@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -22,6 +23,18 @@ from ccxray.config import load_settings  # noqa: E402
 from ccxray.server import ProxyServer  # noqa: E402
 from ccxray.store import read_index  # noqa: E402
 from tools.fake_upstream import FakeUpstream  # noqa: E402
+
+from . import skip_policy  # noqa: E402
+
+# Hypothesis' default 200 ms deadline fails healthy examples on a loaded
+# shared machine; "deep" (CCXRAY_HYPOTHESIS_PROFILE=deep) tries ten times more.
+settings.register_profile("shared-machine", deadline=None)
+settings.register_profile("deep", deadline=None, max_examples=1000)
+settings.load_profile(os.environ.get("CCXRAY_HYPOTHESIS_PROFILE") or "shared-machine")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    skip_policy.register(config)
 
 
 def wait_until(pred: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:

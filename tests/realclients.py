@@ -10,7 +10,7 @@ killed and reaped even when the test fails.
 The CLIs are found in ``$CCXRAY_REAL_CLIENTS_BIN`` (a directory holding
 ``claude`` and ``codex``, e.g. ``DIR/node_modules/.bin`` after ``npm install
 --prefix DIR @anthropic-ai/claude-code @openai/codex``), else on PATH. A
-missing CLI skips the test, unless ``CCXRAY_REQUIRE_REAL_CLIENTS=1`` (CI),
+missing CLI skips the test, unless ``CCXRAY_REQUIRE_REAL_CLIENTS`` is 1/true/yes (CI),
 which makes it fail.
 """
 
@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import pytest
+
+from .skip_policy import env_flag
 
 RUN_TIMEOUT_S = 90.0  # every real-client subprocess
 GIT_TIMEOUT_S = 30.0
@@ -92,8 +94,8 @@ def find_client(name: str) -> str:
         return str(Path(found).absolute())
     where = f"in CCXRAY_REAL_CLIENTS_BIN={bin_dir}" if bin_dir else "on PATH (set CCXRAY_REAL_CLIENTS_BIN)"
     message = f"real client {name!r} not found {where}"
-    if os.environ.get("CCXRAY_REQUIRE_REAL_CLIENTS") == "1":
-        pytest.fail(message + " and CCXRAY_REQUIRE_REAL_CLIENTS=1", pytrace=False)
+    if env_flag("CCXRAY_REQUIRE_REAL_CLIENTS"):
+        pytest.fail(message + " and CCXRAY_REQUIRE_REAL_CLIENTS is set", pytrace=False)
     pytest.skip(message)
 
 

@@ -143,11 +143,15 @@ def _summarise_range(path: Path, start: int, stop: int, since_ms: float | None, 
     return summarise(read_index(path, start=start, stop=stop), since_ms, session, cwd)
 
 
-def summarise_file(path: Path, since_ms: float | None, session: str | None, cwd: str | None) -> Report:
-    """The report for a whole index; a large one is read by one process per core, in byte ranges."""
+def summarise_file(path: Path, since_ms: float | None, session: str | None, cwd: str | None,
+                   parallel_min_bytes: int = PARALLEL_MIN_BYTES, workers: int | None = None) -> Report:
+    """The report for a whole index; a large one is read by one process per core, in byte ranges.
+
+    ``parallel_min_bytes`` and ``workers`` exist for the tests, which cut small files.
+    """
     size = path.stat().st_size if path.exists() else 0
-    workers = min(os.cpu_count() or 1, 8)
-    if size < PARALLEL_MIN_BYTES or workers < 2:
+    workers = workers or min(os.cpu_count() or 1, 8)
+    if size < parallel_min_bytes or workers < 2:
         return summarise(read_index(path), since_ms, session, cwd)
     bounds = [size * i // workers for i in range(workers + 1)]
     report = Report()

@@ -138,6 +138,8 @@ def minimal_env(home: Path, path: str, **extra: str) -> dict[str, str]:
         "HTTP_PROXY": dead,
         "NO_PROXY": "127.0.0.1,localhost,::1",
     }
+    # coverage's own variables, so a "python -m ccxray" launcher run here is measured too
+    env.update((k, v) for k, v in os.environ.items() if k.startswith("COVERAGE_"))
     env.update(extra)
     return env
 

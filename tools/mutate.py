@@ -7,7 +7,8 @@ swapped, an integer constant moved by one, ``True``/``False`` swapped, a
 string constant replaced, a ``return`` of a value turned into ``return None``,
 a ``continue``/``break`` swapped. Each mutant is written into a private copy
 of the repository (never into the working tree), and the tests mapped to the
-module run there with ``-x``; a mutant no test notices "survives". Docstrings
+module run there with ``-x`` (forked from a warmed-up tools/mutate_runner.py,
+after a check that they pass unmutated); a mutant no test notices "survives". Docstrings
 and ``__all__`` are left alone.
 
 ``python -m tools.mutate [--module ccxray/headers.py ...] [--jobs 2] [--limit N]``
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import os
 import shutil
 import subprocess
@@ -174,20 +176,33 @@ def make_copy(parent: Path, number: int) -> Path:
     return copy
 
 
-def run_tests(copy: Path, tests: Sequence[str]) -> bool:
-    """True if the tests pass in ``copy`` (the mutant survived)."""
-    env = dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:cov",
-             "-o", "addopts=", *tests],
-            cwd=copy, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=RUN_TIMEOUT_S,
-            check=False)
-    except subprocess.TimeoutExpired:
-        return False  # a hang is noticed too
-    if proc.returncode in (2, 3, 4, 5):  # interrupted, internal or usage error, no tests
-        raise RuntimeError(f"pytest could not run {tests} (exit {proc.returncode}): not a kill")
-    return proc.returncode == 0
+class Runner:
+    """A tools/mutate_runner.py process working in one copy; runs test lists on request."""
+
+    def __init__(self, copy: Path) -> None:
+        self.copy = copy
+        env = dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "tools" / "mutate_runner.py"), str(copy), str(int(RUN_TIMEOUT_S))],
+            cwd=copy, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def passes(self, tests: Sequence[str]) -> bool:
+        """True if the tests pass in the copy (a mutant survived); a hang or crash counts as a failure."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(list(tests)) + "\n")
+        self.proc.stdin.flush()
+        reply = self.proc.stdout.readline()
+        if not reply:
+            raise RuntimeError(f"the test runner in {self.copy} exited")
+        code = int(reply)
+        if code in (2, 3, 4, 5):  # interrupted, internal or usage error, no tests
+            raise RuntimeError(f"pytest could not run {list(tests)} (exit {code}): not a kill")
+        return code == 0
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(RUN_TIMEOUT_S)
 
 
 def check_copy_is_imported(copy: Path) -> None:
@@ -198,12 +213,12 @@ def check_copy_is_imported(copy: Path) -> None:
         raise RuntimeError(f"tests in the copy would import {out}, not the copy's ccxray")
 
 
-def survives(copy: Path, mutant: Mutant) -> bool:
-    path = copy / mutant.module
+def survives(runner: Runner, mutant: Mutant) -> bool:
+    path = runner.copy / mutant.module
     original = (ROOT / mutant.module).read_text(encoding="utf-8")
     path.write_text(mutated_source(mutant.module, mutant.index), encoding="utf-8")
     try:
-        return run_tests(copy, TARGETS[mutant.module])
+        return runner.passes(TARGETS[mutant.module])
     finally:
         path.write_text(original, encoding="utf-8")
 
@@ -216,10 +231,16 @@ def run_all(mutants: list[Mutant], jobs: int) -> Iterator[tuple[Mutant, bool]]:
 
         def work(n: int) -> list[tuple[Mutant, bool]]:
             results = []
-            for mutant in per_job[n]:
-                results.append((mutant, survives(copies[n], mutant)))
-                print(f"  {mutant.module}:{mutant.line}: {mutant.description}: "
-                      f"{'SURVIVED' if results[-1][1] else 'killed'}", flush=True)
+            runner = Runner(copies[n])
+            try:
+                if not runner.passes(sorted({t for m in per_job[n] for t in TARGETS[m.module]})):
+                    raise RuntimeError("the tests fail without any mutation")
+                for mutant in per_job[n]:
+                    results.append((mutant, survives(runner, mutant)))
+                    print(f"  {mutant.module}:{mutant.line}: {mutant.description}: "
+                          f"{'SURVIVED' if results[-1][1] else 'killed'}", flush=True)
+            finally:
+                runner.close()
             return results
         with ThreadPoolExecutor(jobs) as pool:
             for results in pool.map(work, range(jobs)):

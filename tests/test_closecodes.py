@@ -38,3 +38,16 @@ def test_cut_reason_is_short_and_decodes(reason):
 def test_cut_reason_utf8_boundary():
     assert cc.cut_reason("é" * 100).encode() == ("é" * 60).encode()
     assert cc.cut_reason("a" + "€" * 50).encode("utf-8") == ("a" + "€" * 39).encode()
+
+
+def test_named_codes_are_the_rfc_6455_values():
+    """RFC 6455 §7.4.1, written out: the names must mean what the RFC says."""
+    assert (cc.GOING_AWAY, cc.PROTOCOL_ERROR, cc.NO_STATUS, cc.ABNORMAL, cc.TOO_BIG, cc.INTERNAL_ERROR) == (
+        1001, 1002, 1005, 1006, 1009, 1011)
+    # "MUST NOT be set as a status code in a Close control frame by an endpoint"
+    assert cc.NEVER_SENT == {1005, 1006, 1015}
+
+
+def test_cut_reason_survives_lone_surrogates():
+    cut = cc.cut_reason("\ud800" * 200)
+    assert len(cut.encode("utf-8")) <= 120 and cut == "?" * 120

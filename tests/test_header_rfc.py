@@ -34,6 +34,8 @@ from .conftest import ProxyHandle, wait_until
 # RFC 9110 §7.6.1 (and RFC 9112 §9.6 / RFC 7230 §6.1 for Proxy-Connection, Keep-Alive)
 HOP_BY_HOP = ("connection", "proxy-connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade")
 CONNECTION_NAMED = "x-hop-named"  # an extension field made hop-by-hop by naming it in Connection
+# Proxy-Authenticate / Proxy-Authorization (RFC 9110 §11.7.1, §11.7.2) are meant for the
+# next proxy on the chain (here ccxray), not the far end: also never passed on.
 
 REDACTED_REQUEST = ("authorization", "x-api-key", "api-key", "cookie", "proxy-authorization", "chatgpt-account-id")
 REDACTED_MARK = "[redacted]"
@@ -151,7 +153,7 @@ def test_request_hop_by_hop_fields_never_reach_upstream(fake, proxy):
         assert name not in names, f"hop-by-hop {name!r} forwarded upstream: {got}"
 
 
-@pytest.mark.parametrize("name", [*HOP_BY_HOP[1:], CONNECTION_NAMED])
+@pytest.mark.parametrize("name", [*HOP_BY_HOP[1:], CONNECTION_NAMED, "proxy-authorization"])
 def test_each_request_hop_by_hop_field_alone(fake, proxy, name):
     """One field at a time (with Connection naming only what it must), so no rule hides behind another."""
     value = {"te": "trailers", "upgrade": "client-upgrade/1", "transfer-encoding": "chunked"}.get(name, "client-value")
@@ -198,7 +200,8 @@ def test_response_hop_by_hop_fields_never_reach_the_client(raw_upstream, make_pr
     assert "content-type" in names
 
 
-@pytest.mark.parametrize("name", ["proxy-connection", "keep-alive", "te", "trailer", "upgrade", CONNECTION_NAMED])
+@pytest.mark.parametrize("name", ["proxy-connection", "keep-alive", "te", "trailer", "upgrade", CONNECTION_NAMED,
+                                  "proxy-authenticate"])
 def test_each_response_hop_by_hop_field_alone(raw_upstream, make_proxy, name):
     connection = b"Connection: X-Hop-Named\r\n" if name == CONNECTION_NAMED else b""
     response = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n" + connection + name.encode()

@@ -41,7 +41,7 @@ def dumps_line(obj: object) -> bytes:
 
 def is_safe_id(value: str) -> bool:
     """Ids become file names: letters, digits, dot, dash and underscore only."""
-    return bool(SAFE_ID.match(value)) and value not in (".", "..")
+    return bool(SAFE_ID.fullmatch(value)) and value not in (".", "..")  # fullmatch: "$" lets "id\n" pass
 
 
 def _end_torn_line(fd: int) -> None:

@@ -38,7 +38,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "ccxray/closecodes.py": ("tests/test_closecodes.py", "tests/test_wsbridge.py"),
     "ccxray/headers.py": ("tests/test_headers.py", "tests/test_header_rfc.py"),
     "ccxray/routing.py": ("tests/test_routing.py",),
-    "ccxray/store.py": ("tests/test_index_ranges.py", "tests/test_restore.py",
+    "ccxray/store.py": ("tests/test_store.py", "tests/test_index_ranges.py", "tests/test_restore.py",
                         "tests/test_assemble.py", "tests/test_logcli.py"),
 }
 WIRE_TESTS = ("tests/test_wire_sse.py", "tests/test_wire_anthropic.py", "tests/test_wire_openai.py",

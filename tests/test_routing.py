@@ -4,7 +4,7 @@ import pytest
 
 from ccxray.config import load_settings
 from ccxray.errors import ConfigError
-from ccxray.routing import is_ws_path, route
+from ccxray.routing import is_ws_path, route, split_target
 
 S = load_settings({}, port=5577)
 
@@ -88,3 +88,41 @@ def test_proxy_tunnel_and_no_proxy():
     assert s.tunnel is not None and s.tunnel.port == 3128 and s.tunnel.authorization.startswith("Basic ")
     assert s.tunnel.applies_to("api.anthropic.com")
     assert not s.tunnel.applies_to("localhost") and not s.tunnel.applies_to("a.internal")
+
+
+@pytest.mark.parametrize("method,target,provider", [
+    ("GET", "/_api", "local"), ("POST", "/", "anthropic"), ("GET", "/_apix", "anthropic"),
+    ("GET", "/favicon.icox", "anthropic"),
+])
+def test_local_is_exactly_the_page_api_and_icon(method, target, provider):
+    assert route(method, target, [], S).provider == provider
+
+
+@pytest.mark.parametrize("provider_headers,logged", [
+    ([], "anthropic"), ([("chatgpt-account-id", "a")], "openai"),
+])
+def test_log_provider_names_chatgpt_traffic_openai(provider_headers, logged):
+    target = "/v1/responses" if provider_headers else "/v1/messages"
+    assert route("POST", target, provider_headers, S).log_provider == logged
+    assert route("POST", "/v1/responses", [], S).log_provider == "openai"
+
+
+def test_routes_are_immutable():
+    import dataclasses
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        route("POST", "/v1/messages", [], S).target = "/elsewhere"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("target,path,query", [
+    ("/v1/x?a=1", "/v1/x", "?a=1"), ("?a=1", "/", "?a=1"), ("", "/", ""), ("/p?", "/p", "?"),
+])
+def test_split_target(target, path, query):
+    assert split_target(target) == (path, query)
+
+
+def test_bare_v1_against_a_v1_prefix_is_not_doubled():
+    s = load_settings({"ANTHROPIC_BASE_URL": "http://gw.local:8080/anthropic/v1"}, port=5577)
+    assert route("POST", "/v1", [], s).target == "/anthropic/v1/"
+    assert route("POST", "/v1?x=1", [], s).target == "/anthropic/v1/?x=1"
+    assert route("POST", "/v1/messages", [], s).target == "/anthropic/v1/messages"
+    assert route("POST", "/v10/x", [], s).target == "/anthropic/v1/v10/x"

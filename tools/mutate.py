@@ -22,6 +22,7 @@ import ast
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -184,7 +185,7 @@ class Runner:
         env = dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "tools" / "mutate_runner.py"), str(copy), str(int(RUN_TIMEOUT_S))],
-            cwd=copy, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            cwd=copy, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
 
     def passes(self, tests: Sequence[str]) -> bool:
         """True if the tests pass in the copy (a mutant survived); a hang or crash counts as a failure."""
@@ -203,6 +204,14 @@ class Runner:
         assert self.proc.stdin is not None
         self.proc.stdin.close()
         self.proc.wait(RUN_TIMEOUT_S)
+
+    def kill(self) -> None:
+        """Stop the runner and the test run it forked (its own process group)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
 
 
 def check_copy_is_imported(copy: Path) -> None:
@@ -228,10 +237,11 @@ def run_all(mutants: list[Mutant], jobs: int) -> Iterator[tuple[Mutant, bool]]:
         copies = [make_copy(Path(tmp), n) for n in range(jobs)]
         check_copy_is_imported(copies[0])
         per_job = [mutants[n::jobs] for n in range(jobs)]
+        runners = [Runner(copy) for copy in copies]
 
         def work(n: int) -> list[tuple[Mutant, bool]]:
             results = []
-            runner = Runner(copies[n])
+            runner = runners[n]
             try:
                 if not runner.passes(sorted({t for m in per_job[n] for t in TARGETS[m.module]})):
                     raise RuntimeError("the tests fail without any mutation")
@@ -242,9 +252,13 @@ def run_all(mutants: list[Mutant], jobs: int) -> Iterator[tuple[Mutant, bool]]:
             finally:
                 runner.close()
             return results
-        with ThreadPoolExecutor(jobs) as pool:
-            for results in pool.map(work, range(jobs)):
-                yield from results
+        try:
+            with ThreadPoolExecutor(jobs) as pool:
+                for results in pool.map(work, range(jobs)):
+                    yield from results
+        finally:  # interrupted (SIGTERM, Ctrl-C): leave no runner or test run behind
+            for runner in runners:
+                runner.kill()
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -259,6 +273,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so the clean-up in run_all runs
     mutants: list[Mutant] = []
     for module in args.module or sorted(TARGETS):
         found = mutants_of(module)[::args.sample]

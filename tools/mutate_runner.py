@@ -42,8 +42,11 @@ def main(argv: list[str]) -> int:
     import pytest  # noqa: F401
     import websockets  # noqa: F401
     import wsproto  # noqa: F401
-    for line in sys.stdin:
-        print(run_forked(json.loads(line), timeout_s), flush=True)
+    try:
+        for line in sys.stdin:
+            print(run_forked(json.loads(line), timeout_s), flush=True)
+    except BrokenPipeError:  # tools/mutate.py went away: nobody is waiting for an answer
+        return 1
     return 0
 
 

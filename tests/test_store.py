@@ -113,6 +113,7 @@ def test_remove_sidecars_older_than(store: Store) -> None:
 
 def test_sidecars_write_json_and_raw_bytes(store: Store) -> None:
     store.write_sidecar("c1", "req", {"text": "é\ud800"})
+    assert "é".encode() in (store.logs_dir / "c1_req.json").read_bytes()  # UTF-8 as is, not \u00e9
     assert json.loads((store.logs_dir / "c1_req.json").read_bytes().decode("utf-8", "surrogatepass")) == {
         "text": "é\ud800"}
     store.write_sidecar("c1", "res", RawJson(b'{"raw": true}'))
@@ -146,3 +147,35 @@ def test_read_sidecar_missing_or_broken_is_none(store: Store) -> None:
     assert read_sidecar(store.logs_dir, "nope", "req") is None
     store.write_raw("bad_req.json", b"{not json")
     assert read_sidecar(store.logs_dir, "bad", "req") is None
+
+
+def test_sidecars_are_owner_only(store: Store) -> None:
+    store.write_sidecar("c1", "req", {"a": 1})
+    store.write_raw("c1_body.bin", b"x")
+    for name in ("c1_req.json", "c1_body.bin"):
+        assert stat.S_IMODE((store.logs_dir / name).stat().st_mode) == 0o600
+
+
+def test_read_sidecar_never_leaves_the_logs_directory(store: Store) -> None:
+    store.append({"id": "x"})
+    (store.logs_dir.parent / "evil_req.json").write_text('{"secret": 1}')
+    (store.logs_dir / "ok_req.json").write_text('{"fine": 1}')
+    assert read_sidecar(store.logs_dir, "../evil", "req") is None
+    assert read_sidecar(store.logs_dir, "ok", "req") == {"fine": 1}
+    assert read_sidecar(store.logs_dir, "ok", "req.json") is None
+
+
+def test_blank_lines_do_not_stop_the_reader() -> None:
+    stats = ReadStats()
+    assert list(st.iter_index(['{"n": 1}', "", "   ", "\n", '{"n": 2}'], stats)) == [{"n": 1}, {"n": 2}]
+    assert (stats.lines, stats.skipped) == (2, 0)
+
+
+def test_invalid_utf8_is_replaced_not_fatal(tmp_path: Path) -> None:
+    assert list(st.iter_index([b'{"t": "\xff"}'])) == [{"t": "\ufffd"}]
+    path = tmp_path / st.INDEX_NAME
+    path.write_bytes(b'{"t": "a\xffb"}\n{"t": "ok"}\n')
+    expected = [{"t": "a\ufffdb"}, {"t": "ok"}]
+    assert list(read_index(path)) == expected
+    assert list(read_index(path, start=0, stop=path.stat().st_size)) == expected
+    assert list(read_index(path, start=1)) == expected[1:]

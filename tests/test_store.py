@@ -1,16 +1,16 @@
-"""The log writer (ccxray/store.py): index lines, torn tails, prune, sidecars, shared files."""
+"""The log writer (ccxray/store.py): index lines, torn tails, prune, sidecars, shared files; read_part."""
 
 from __future__ import annotations
 
 import json
-import os
 import stat
 from pathlib import Path
 
 import pytest
 
 from ccxray import store as st
-from ccxray.store import RawJson, ReadStats, Store, read_index, read_sidecar
+from ccxray.readback import ReadBackError, read_part
+from ccxray.store import RawJson, ReadStats, Store, read_index
 
 
 @pytest.fixture
@@ -97,20 +97,6 @@ def test_an_append_after_another_writer_replaced_the_index_reaches_the_new_file(
     assert list(read_index(store.index_path)) == [{"id": "b"}]
 
 
-def test_remove_sidecars_older_than(store: Store) -> None:
-    store.write_sidecar("old", "req", {"a": 1})
-    store.write_sidecar("edge", "res", {"a": 2})
-    store.write_sidecar("new", "meta", {"a": 3})
-    store.append({"id": "x"})
-    logs = store.logs_dir
-    os.utime(logs / "old_req.json", (1000, 1000))
-    os.utime(logs / "edge_res.json", (2000, 2000))
-    os.utime(logs / "new_meta.json", (3000, 3000))
-    assert store.remove_sidecars_older_than(2000) == 1
-    assert sorted(p.name for p in logs.glob("*.json")) == ["edge_res.json", "new_meta.json"]
-    assert store.index_path.exists()
-
-
 def test_sidecars_write_json_and_raw_bytes(store: Store) -> None:
     store.write_sidecar("c1", "req", {"text": "é\ud800"})
     assert "é".encode() in (store.logs_dir / "c1_req.json").read_bytes()  # UTF-8 as is, not \u00e9
@@ -118,7 +104,7 @@ def test_sidecars_write_json_and_raw_bytes(store: Store) -> None:
         "text": "é\ud800"}
     store.write_sidecar("c1", "res", RawJson(b'{"raw": true}'))
     assert (store.logs_dir / "c1_res.json").read_bytes() == b'{"raw": true}'
-    assert read_sidecar(store.logs_dir, "c1", "res") == {"raw": True}
+    assert read_part(store.logs_dir, "c1", "res") == {"raw": True}
     store.write_raw("c1_body.bin", b"\x00\x01")
     assert (store.logs_dir / "c1_body.bin").read_bytes() == b"\x00\x01"
 
@@ -127,7 +113,7 @@ def test_sidecars_write_json_and_raw_bytes(store: Store) -> None:
 def test_unsafe_sidecar_names_are_refused(store: Store, call_id: str, part: str) -> None:
     with pytest.raises(ValueError):
         store.write_sidecar(call_id, part, {})
-    assert read_sidecar(store.logs_dir, call_id, part) is None
+    assert read_part(store.logs_dir, call_id, part) is None
 
 
 def test_unsafe_raw_and_shared_names_are_refused(store: Store) -> None:
@@ -143,10 +129,11 @@ def test_shared_files_are_written_once(store: Store) -> None:
     assert json.loads((store.shared_dir / "system_abc.json").read_text()) == {"v": 1}
 
 
-def test_read_sidecar_missing_or_broken_is_none(store: Store) -> None:
-    assert read_sidecar(store.logs_dir, "nope", "req") is None
-    store.write_raw("bad_req.json", b"{not json")
-    assert read_sidecar(store.logs_dir, "bad", "req") is None
+def test_read_part_missing_is_none_and_broken_is_an_error_naming_the_file(store: Store) -> None:
+    assert read_part(store.logs_dir, "nope", "res") is None
+    store.write_raw("bad_res.json", b"{not json")
+    with pytest.raises(ReadBackError, match="bad_res.json"):
+        read_part(store.logs_dir, "bad", "res")
 
 
 def test_sidecars_are_owner_only(store: Store) -> None:
@@ -156,13 +143,13 @@ def test_sidecars_are_owner_only(store: Store) -> None:
         assert stat.S_IMODE((store.logs_dir / name).stat().st_mode) == 0o600
 
 
-def test_read_sidecar_never_leaves_the_logs_directory(store: Store) -> None:
+def test_read_part_never_leaves_the_logs_directory(store: Store) -> None:
     store.append({"id": "x"})
     (store.logs_dir.parent / "evil_req.json").write_text('{"secret": 1}')
     (store.logs_dir / "ok_req.json").write_text('{"fine": 1}')
-    assert read_sidecar(store.logs_dir, "../evil", "req") is None
-    assert read_sidecar(store.logs_dir, "ok", "req") == {"fine": 1}
-    assert read_sidecar(store.logs_dir, "ok", "req.json") is None
+    assert read_part(store.logs_dir, "../evil", "req") is None
+    assert read_part(store.logs_dir, "ok", "req") == {"fine": 1}
+    assert read_part(store.logs_dir, "ok", "req.json") is None
 
 
 def test_blank_lines_do_not_stop_the_reader() -> None:

@@ -98,15 +98,6 @@ def test_local_is_exactly_the_page_api_and_icon(method, target, provider):
     assert route(method, target, [], S).provider == provider
 
 
-@pytest.mark.parametrize("provider_headers,logged", [
-    ([], "anthropic"), ([("chatgpt-account-id", "a")], "openai"),
-])
-def test_log_provider_names_chatgpt_traffic_openai(provider_headers, logged):
-    target = "/v1/responses" if provider_headers else "/v1/messages"
-    assert route("POST", target, provider_headers, S).log_provider == logged
-    assert route("POST", "/v1/responses", [], S).log_provider == "openai"
-
-
 def test_routes_are_immutable():
     import dataclasses
     with pytest.raises(dataclasses.FrozenInstanceError):

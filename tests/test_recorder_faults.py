@@ -37,6 +37,10 @@ def _env(fake, home: Path) -> dict[str, str]:
                 "OPENAI_BASE_URL": fake.base_url + "/v1", "CHATGPT_BASE_URL": fake.base_url + "/backend-api/codex"})
     for name in ("AUTH_TOKEN", "HTTPS_PROXY", "https_proxy", "PROXY_PORT"):
         env.pop(name, None)
+    # Not measured by coverage: these proxies die by SIGKILL (no data is saved), and
+    # tracing would slow the recorder that the kill -9 test times.
+    for name in [n for n in env if n.startswith("COVERAGE_")]:
+        env.pop(name)
     return env
 
 

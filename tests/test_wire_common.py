@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ccxray.wire import collapse_title, unwrap_event
+from ccxray.wire import collapse_title, merge_usage, unwrap_event
 
 
 @pytest.mark.parametrize(("value", "expected"), [
@@ -28,3 +28,11 @@ def test_titles_are_collapsed_and_cut_at_80_characters() -> None:
     cut = collapse_title("b" * 81)
     assert cut == "b" * 79 + "…" and len(cut) == 80
     assert collapse_title("word " * 30) == ("word " * 16).rstrip()[:79].rstrip() + "…"
+
+
+def test_merge_usage() -> None:
+    base = {"input_tokens": 5, "details": {"cached": 1, "x": 2}}
+    assert merge_usage(base, None) == base
+    assert merge_usage(None, {"output_tokens": 3}) == {"output_tokens": 3}
+    assert merge_usage(base, {"input_tokens": None, "output_tokens": 3, "details": {"cached": 4}}) == {
+        "input_tokens": 5, "output_tokens": 3, "details": {"cached": 4, "x": 2}}

@@ -42,8 +42,8 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "ccxray/store.py": ("tests/test_store.py", "tests/test_index_ranges.py", "tests/test_restore.py",
                         "tests/test_assemble.py", "tests/test_logcli.py"),
 }
-WIRE_TESTS = ("tests/test_wire_common.py", "tests/test_wire_sse.py", "tests/test_wire_anthropic.py",
-              "tests/test_wire_openai.py",
+WIRE_TESTS = ("tests/test_wire_common.py", "tests/test_wire_details.py", "tests/test_wire_sse.py",
+              "tests/test_wire_anthropic.py", "tests/test_wire_openai.py",
               "tests/test_codex_ws.py", "tests/test_recorded_clients.py", "tests/test_summarize.py",
               "tests/test_sessions.py")
 for _wire in ("__init__", "anthropic", "codex_ws", "openai", "sse"):

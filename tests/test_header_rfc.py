@@ -71,6 +71,8 @@ def chunked(body: bytes, trailer: bytes = b"") -> bytes:
 
 def raw_exchange(port: int, request: bytes) -> tuple[list[tuple[str, str]], bytes]:
     """Send ``request`` as is; return the response's headers (lower-case names) and the rest read."""
+    # the proxy checks Host against its own address and port
+    request = request.replace(b"Host: 127.0.0.1\r\n", b"Host: 127.0.0.1:%d\r\n" % port, 1)
     with socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT_S) as sock:
         sock.sendall(request)
         head, rest = read_head(sock)

@@ -260,24 +260,31 @@ class ReadStats:
 _DECODE = json.JSONDecoder().raw_decode
 
 
+def parse_line(text: str, stats: ReadStats) -> dict[str, Any] | None:
+    """One stripped, non-empty index line as its object, or None (counted as
+    skipped) when it is torn, invalid, not an object or has anything after it."""
+    try:
+        obj, end = _DECODE(text)
+    except (ValueError, RecursionError):  # RecursionError: a line nested thousands deep
+        stats.skipped += 1
+        return None
+    if end != len(text) or not isinstance(obj, dict):
+        stats.skipped += 1
+        return None
+    stats.lines += 1
+    return obj
+
+
 def iter_index(lines: Iterable[str | bytes], stats: ReadStats | None = None) -> Iterator[dict[str, Any]]:
     """Yield each valid JSON object line; skip (and count) torn or invalid ones."""
     stats = stats if stats is not None else ReadStats()
     for raw in lines:
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
         text = text.strip()
-        if not text:
-            continue
-        try:
-            obj, end = _DECODE(text)
-        except (ValueError, RecursionError):  # RecursionError: a line nested thousands deep
-            stats.skipped += 1
-            continue
-        if end != len(text) or not isinstance(obj, dict):
-            stats.skipped += 1
-            continue
-        stats.lines += 1
-        yield obj
+        if text:
+            obj = parse_line(text, stats)
+            if obj is not None:
+                yield obj
 
 
 def read_index(path: Path, stats: ReadStats | None = None, start: int = 0,
@@ -319,17 +326,9 @@ def read_index_offsets(path: Path, stats: ReadStats | None = None) -> Iterator[t
             for line in raw:
                 text = line.decode("utf-8", "replace").strip()
                 start, offset = offset, offset + len(line)
-                if not text:
-                    continue
-                try:
-                    obj, end = _DECODE(text)
-                except (ValueError, RecursionError):
-                    stats.skipped += 1
-                    continue
-                if end != len(text) or not isinstance(obj, dict):
-                    stats.skipped += 1
-                    continue
-                stats.lines += 1
-                yield start, obj
+                if text:
+                    obj = parse_line(text, stats)
+                    if obj is not None:
+                        yield start, obj
     except FileNotFoundError:
         return

@@ -2,12 +2,13 @@
 
 Invariants:
 - All bridge state is behind ``lock``; a bridge call and the queuing of its
-  output happen under it, so output is queued in wsproto's order.
+  output happen under it, so output is queued in the bridge's order.
 - Each socket has a send lock held from taking its pending bytes to the end
   of ``sendall``, so bytes reach the wire in the order they were queued, and
   a socket that stops reading blocks only the pump that writes to it (which
   then stops reading its own source: backpressure, no unbounded buffer).
-- Peer first, recorder second: messages are recorded after their sendall.
+- Peer first, recorder second: messages are recorded after their sendall,
+  one hand-off per recv.
 - Idle: no bytes from either side for the idle timeout closes both with 1011;
   once a close has started, the pair ends at the latest CLOSE_TIMEOUT_S later.
 """
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
+import struct
 import threading
 import time
 from typing import Callable
@@ -24,12 +27,12 @@ from . import closecodes
 from .netio import RECV_BYTES
 from .record import WsFrame
 from .waits import wait_readable
-from .wsbridge import MessageSeen, Output, Side, WsBridge
+from .wsbridge import CLIENT, OTHER, SIDES, UPSTREAM, Output, Run, Side, WsBridge
 
 log = logging.getLogger("ccxray.ws")
 CLOSE_TIMEOUT_S = 5.0
 FINAL_FLUSH_S = 1.0
-LOG_DIRECTION = {Side.CLIENT: "c2u", Side.UPSTREAM: "u2c"}  # the sidecars' spelling of who sent a frame
+LOG_DIRECTION = {CLIENT: "c2u", UPSTREAM: "u2c"}  # the sidecars' spelling of who sent a frame
 
 
 def shutdown_quietly(sock: socket.socket) -> None:
@@ -47,56 +50,82 @@ class Pair:
                  submit: Callable[[list[WsFrame]], None], idle_s: float) -> None:
         self.submit = submit
         self.conn_id = conn_id
-        self.socks = {Side.CLIENT: client_sock, Side.UPSTREAM: up_sock}
+        self.socks = {CLIENT: client_sock, UPSTREAM: up_sock}
         self.bridge = bridge
         self.lock = threading.Lock()
-        self.send_locks = {Side.CLIENT: threading.Lock(), Side.UPSTREAM: threading.Lock()}
-        self.pending = {Side.CLIENT: bytearray(), Side.UPSTREAM: bytearray()}
+        self.send_locks = {CLIENT: threading.Lock(), UPSTREAM: threading.Lock()}
+        self.pending: dict[Side, list[bytes]] = {CLIENT: [], UPSTREAM: []}  # queued, in order, not yet sent
         self.last_activity = time.monotonic()
         self.close_deadline: float | None = None
         self.terminated = threading.Event()
         self.idle_s = idle_s
 
-    def apply(self, out: Output, received: float | None = None) -> None:
-        """Send what a bridge call produced (under the send locks), then record messages."""
+    # -- the hot path: one recv ------------------------------------------
+
+    def feed(self, side: Side, data: bytes | None) -> bool:
+        """Bytes ``side`` sent (None at EOF): pass on, hang up and record what came
+        of them; returns whether bytes from ``side`` still matter."""
         with self.lock:
-            for side in Side:
-                if out.to[side]:
-                    self.pending[side] += out.to[side]
-            if self.bridge.is_closing and self.close_deadline is None:
-                self.close_deadline = time.monotonic() + CLOSE_TIMEOUT_S
-            finished = self.bridge.is_finished
-        for side in Side:
-            if out.to[side]:
+            self.last_activity = time.monotonic()
+            out = self.bridge.feed(side, data)
+            received = time.time() if out.runs else 0.0  # stamped when the proxy got them, not when sent
+            finished = self._queue(out)
+            reading = self.bridge.wants_read(side)
+        self._deliver(out, finished, received)
+        return reading
+
+    def _queue(self, out: Output) -> bool:
+        """Queue a bridge call's bytes (under ``lock``); returns whether the pair is finished."""
+        to = out.to
+        for side in SIDES:
+            if to[side]:
+                self.pending[side].append(to[side])
+        if self.close_deadline is None:
+            if not self.bridge.is_closing:
+                return False
+            self.close_deadline = time.monotonic() + CLOSE_TIMEOUT_S
+        return self.bridge.is_finished
+
+    def _deliver(self, out: Output, finished: bool, received: float) -> None:
+        """Send what was queued, then hang up and record (outside ``lock``)."""
+        to = out.to
+        for side in SIDES:
+            if to[side]:
                 self._flush(side)
         for side in out.hangup:
             shutdown_quietly(self.socks[side])
-        if out.messages:
-            now = time.time() if received is None else received
-            self.submit([self._frame(msg, now) for msg in out.messages])
+        if out.runs:
+            self.submit(self._frames(out.runs, received))
         if finished:
             self.terminate()
 
     def _flush(self, side: Side) -> None:
         with self.send_locks[side]:
             with self.lock:
-                data, self.pending[side] = self.pending[side], bytearray()
-            if not data:
-                return
+                chunks, self.pending[side] = self.pending[side], []
+            if not chunks:
+                return  # another thread sent them already
             try:
-                self.socks[side].sendall(data)
+                self.socks[side].sendall(chunks[0] if len(chunks) == 1 else b"".join(chunks))
             except OSError:
                 shutdown_quietly(self.socks[side])  # its pump sees EOF and reports the drop
 
-    def _frame(self, msg: MessageSeen, now: float) -> WsFrame:
-        return WsFrame(self.conn_id, LOG_DIRECTION[msg.side], now, msg.text, msg.size, msg.truncated, msg.seq)
+    def _frames(self, runs: list[Run], received: float) -> list[WsFrame]:
+        conn_id = self.conn_id
+        frames: list[WsFrame] = []
+        for side, seq, found in runs:
+            direction = LOG_DIRECTION[side]
+            frames += [WsFrame(conn_id, direction, received, text, size, truncated, seq + i)
+                       for i, (text, size, truncated) in enumerate(found)]
+        return frames
 
-    def feed(self, side: Side, data: bytes | None) -> None:
-        received = time.time()  # frames are stamped when the proxy got them, not when forwarded
+    # -- the rest -----------------------------------------------------------
+
+    def apply(self, out: Output) -> None:
+        """Send and record what a bridge call outside ``feed`` produced."""
         with self.lock:
-            self.last_activity = time.monotonic()
-            out = self.bridge.feed(side, data)
-        self.apply(out, received)
+            finished = self._queue(out)
+        self._deliver(out, finished, time.time())
 
     def close_both(self, code: int, reason: str) -> None:
         with self.lock:
@@ -112,7 +141,7 @@ class Pair:
         if self.terminated.is_set():
             return
         self.terminated.set()
-        for side in Side:
+        for side in SIDES:
             self._flush_last(side)
         for sock in self.socks.values():
             shutdown_quietly(sock)
@@ -123,9 +152,9 @@ class Pair:
             return
         try:
             with self.lock:
-                data, self.pending[side] = self.pending[side], bytearray()
-            if data:
-                self.socks[side].send(data, socket.MSG_DONTWAIT)
+                chunks, self.pending[side] = self.pending[side], []
+            if chunks:
+                self.socks[side].send(b"".join(chunks), socket.MSG_DONTWAIT)
         except OSError:
             pass  # the peer is gone or not reading: nothing more to deliver
         finally:
@@ -159,23 +188,59 @@ class Pair:
             self.terminate()
 
     def pump(self, side: Side) -> None:
-        """Read ``side`` until it is done or the pair is over."""
-        sock = self.socks[side]
-        while not self.terminated.is_set():
-            with self.lock:
-                if not self.bridge.wants_read(side):
-                    return
-            try:
-                ready = wait_readable(sock, self.time_left())
-            except (OSError, ValueError):
-                ready, data = True, b""
-            if not ready:
+        """Read ``side`` until it is done or the pair is over; then see the close through."""
+        reader = Reader(self.socks[side])
+        with self.lock:
+            reading = self.bridge.wants_read(side)
+        while reading and not self.terminated.is_set():
+            data = reader.read(self.idle_s if self.close_deadline is None else self.time_left())
+            if data is None:
                 self._on_timeout()
                 continue
-            try:
-                data = sock.recv(RECV_BYTES)
-            except (OSError, ValueError):
-                data = b""
             if self.terminated.is_set():
                 return
-            self.feed(side, data or None)
+            reading = self.feed(side, data or None)
+        self._await_end()
+
+    def _await_end(self) -> None:
+        """This side is done (its close, EOF or violation started the closing):
+        the other pump may sit in a recv armed before that, so this thread
+        holds the close deadline."""
+        if not self.terminated.is_set() and not self.terminated.wait(max(self.time_left(), 0.0)):
+            self.terminate()
+
+
+class Reader:
+    """``recv`` bounded by a deadline.
+
+    A plain socket waits in the recv itself, with the kernel's receive
+    timeout as the deadline: one syscall (and one GIL hand-off) per read, no
+    poll before it. The timeout is set again only when the wanted one
+    changes (once per pair until a close starts). A TLS socket polls first,
+    as decrypted bytes may wait in the SSL object, and a receive timeout
+    inside SSL_read would be retried, not reported.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.tls = isinstance(sock, ssl.SSLSocket)
+        self.armed = -1.0
+
+    def read(self, timeout_s: float) -> bytes | None:
+        """Bytes (b"" at EOF or a failure), or None if ``timeout_s`` passed first."""
+        try:
+            if self.tls:
+                if not wait_readable(self.sock, timeout_s):
+                    return None
+            elif timeout_s != self.armed:
+                self._arm(timeout_s)
+            return self.sock.recv(RECV_BYTES)
+        except BlockingIOError:
+            return None  # the receive timeout
+        except (OSError, ValueError):
+            return b""  # reset, shut down or closed: the bridge sees EOF
+
+    def _arm(self, timeout_s: float) -> None:
+        micros = max(int(timeout_s * 1_000_000), 1000)  # 0 would mean "never"
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", *divmod(micros, 1_000_000)))
+        self.armed = timeout_s

@@ -25,12 +25,11 @@ Rules (DESIGN.md "WebSocket transport"):
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from enum import Enum
 
 from . import closecodes
 from .record import CloseInfo
-from .wsscan import FrameScanner, Scan, close_frame
+from .wsscan import FrameScanner, Found, Violation, close_frame
 
 MAX_FRAME_BYTES = 64 * 1024 * 1024  # a frame announcing more is refused with 1009
 RECORD_LIMIT = 64 * 1024 * 1024
@@ -42,27 +41,51 @@ class Side(str, Enum):
 
     @property
     def other(self) -> "Side":
-        return Side.UPSTREAM if self is Side.CLIENT else Side.CLIENT
+        return OTHER[self]
 
 
-@dataclass
-class MessageSeen:
-    """A complete data message that was passed on (for the recorder)."""
+# Plain names and a table: an Enum's class attribute, property or iteration
+# costs more than the rest of a frame's way through the hot path.
+CLIENT, UPSTREAM = Side.CLIENT, Side.UPSTREAM
+SIDES = (CLIENT, UPSTREAM)
+OTHER = {CLIENT: UPSTREAM, UPSTREAM: CLIENT}
 
-    side: Side              # the side that sent it
-    text: str | None        # None for binary
-    size: int
-    truncated: bool = False
-    seq: int = 0            # order in which the bridge passed messages on, both directions
+Run = tuple[Side, int, list[Found]]  # (sender, seq of its first message, the messages in order)
 
 
-@dataclass
 class Output:
-    """What one feed produced: bytes per side, messages seen, sides to hang up."""
+    """What one bridge call produced: bytes per side, messages seen, sides to hang up.
 
-    to: dict[Side, bytearray] = field(default_factory=lambda: {Side.CLIENT: bytearray(), Side.UPSTREAM: bytearray()})
-    messages: list[MessageSeen] = field(default_factory=list)
-    hangup: set[Side] = field(default_factory=set)
+    ``runs``: the data messages passed on, one run per sender, each message
+    numbered (``seq``) in the order the bridge passed messages on across
+    both directions.
+    """
+
+    __slots__ = ("to", "runs", "hangup")
+
+    def __init__(self) -> None:
+        self.to: dict[Side, bytes] = {CLIENT: b"", UPSTREAM: b""}
+        self.runs: list[Run] = []
+        self.hangup: set[Side] = set()
+
+
+class _Leg:
+    """One side's frames and how far its closing has gone."""
+
+    __slots__ = ("side", "scanner", "pending", "other", "sent_close", "got_close", "read_done")
+
+    def __init__(self, side: Side, scanner: FrameScanner, pending: bytes) -> None:
+        self.side = side
+        self.scanner = scanner
+        self.pending = pending    # bytes that came with the handshake, fed by ``start``
+        self.other = self
+        self.sent_close = False
+        self.got_close = False
+        self.read_done = False    # EOF or a violation
+
+    @property
+    def wants_read(self) -> bool:
+        return not (self.read_done or self.got_close)
 
 
 class WsBridge:
@@ -71,25 +94,19 @@ class WsBridge:
 
     def __init__(self, client_trailing: bytes = b"", upstream_trailing: bytes = b"",
                  record_limit: int = RECORD_LIMIT, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
-        self._scan = {
-            Side.CLIENT: FrameScanner(True, max_frame_bytes, record_limit),
-            Side.UPSTREAM: FrameScanner(False, max_frame_bytes, record_limit),
-        }
-        self._pending = {Side.CLIENT: client_trailing, Side.UPSTREAM: upstream_trailing}
-        self._sent_close = {Side.CLIENT: False, Side.UPSTREAM: False}
-        self._got_close = {Side.CLIENT: False, Side.UPSTREAM: False}
-        self.read_done = {Side.CLIENT: False, Side.UPSTREAM: False}  # EOF or a violation
+        client = _Leg(CLIENT, FrameScanner(True, max_frame_bytes, record_limit), client_trailing)
+        upstream = _Leg(UPSTREAM, FrameScanner(False, max_frame_bytes, record_limit), upstream_trailing)
+        client.other, upstream.other = upstream, client
+        self._legs = {CLIENT: client, UPSTREAM: upstream}
         self.close: CloseInfo | None = None
         self.error: str | None = None
-        self.frame_counts = {Side.CLIENT: 0, Side.UPSTREAM: 0}  # data messages sent by each side
-        self.byte_counts = {Side.CLIENT: 0, Side.UPSTREAM: 0}
         self._seq = 0
 
     # -- queries ----------------------------------------------------------
 
     def wants_read(self, side: Side) -> bool:
         """True while bytes from ``side`` still matter (no close, EOF or violation from it)."""
-        return not (self.read_done[side] or self._got_close[side])
+        return self._legs[side].wants_read
 
     @property
     def is_closing(self) -> bool:
@@ -98,64 +115,73 @@ class WsBridge:
     @property
     def is_finished(self) -> bool:
         """Both sides are done: closed on the wire, or no longer read."""
-        return all(self.read_done[s] or (self._got_close[s] and self._sent_close[s]) for s in Side)
+        return all(leg.read_done or (leg.got_close and leg.sent_close) for leg in self._legs.values())
+
+    @property
+    def frame_counts(self) -> dict[Side, int]:
+        """Data messages sent by each side."""
+        return {side: leg.scanner.messages for side, leg in self._legs.items()}
+
+    @property
+    def byte_counts(self) -> dict[Side, int]:
+        """Payload bytes of those messages."""
+        return {side: leg.scanner.payload_bytes for side, leg in self._legs.items()}
 
     # -- input ------------------------------------------------------------
 
     def start(self) -> Output:
         """Process bytes that arrived with the handshakes (``trailing_data``)."""
         out = Output()
-        for side in Side:
-            data, self._pending[side] = self._pending[side], b""
+        for leg in self._legs.values():
+            data, leg.pending = leg.pending, b""
             if data:
-                self._feed_into(side, data, out)
+                self._feed_into(leg, data, out)
         return out
 
     def feed(self, side: Side, data: bytes | None) -> Output:
         """Bytes received from ``side`` (None at EOF) -> what to send where."""
         out = Output()
-        self._feed_into(side, data, out)
+        self._feed_into(self._legs[side], data, out)
         return out
 
-    def _feed_into(self, side: Side, data: bytes | None, out: Output) -> None:
-        if not self.wants_read(side):
+    def _feed_into(self, leg: _Leg, data: bytes | None, out: Output) -> None:
+        if leg.read_done or leg.got_close:
             return  # bytes after this side's close frame carry nothing for us
         if data is None:
-            self._on_eof(side, out)
+            self._on_eof(leg, out)
             return
-        scan = self._scan[side].feed(data)
-        if scan.forward and not self._sent_close[side.other]:
-            out.to[side.other] += scan.forward
-        for msg in scan.messages:
-            self._seq += 1
-            self.frame_counts[side] += 1
-            self.byte_counts[side] += msg.size
-            out.messages.append(MessageSeen(side, msg.text, msg.size, msg.truncated, self._seq))
-        if scan.violation is not None:
-            self._on_violation(side, scan, out)
-        elif scan.close is not None:
-            self._on_close(side, scan.close, out)
+        found: list[Found] = []
+        scanner = leg.scanner
+        forward = scanner.feed(data, found)
+        if forward and not leg.other.sent_close:
+            out.to[leg.other.side] += forward
+        if found:
+            out.runs.append((leg.side, self._seq + 1, found))
+            self._seq += len(found)
+        if scanner.violation is not None:
+            self._on_violation(leg, scanner.violation, out)
+        elif scanner.close is not None:
+            self._on_close(leg, scanner.close, out)
 
-    def _on_eof(self, side: Side, out: Output) -> None:
-        self.read_done[side] = True
-        self._note_close(side, closecodes.ABNORMAL, None)
-        self._send_close(side.other, closecodes.INTERNAL_ERROR, "peer connection dropped", out)
+    def _on_eof(self, leg: _Leg, out: Output) -> None:
+        leg.read_done = True
+        self._note_close(leg.side, closecodes.ABNORMAL, None)
+        self._send_close(leg.other, closecodes.INTERNAL_ERROR, "peer connection dropped", out)
 
-    def _on_violation(self, side: Side, scan: Scan, out: Output) -> None:
-        assert scan.violation is not None
-        exc = scan.violation
-        self.read_done[side] = True
-        self._note_close(side, exc.code, str(exc), error=f"{side.value} violated the WebSocket protocol: {exc}")
-        self._send_close(side, exc.code, None, out)
-        self._send_close(side.other, closecodes.INTERNAL_ERROR, "peer protocol error", out)
+    def _on_violation(self, leg: _Leg, exc: Violation, out: Output) -> None:
+        leg.read_done = True
+        self._note_close(leg.side, exc.code, str(exc),
+                         error=f"{leg.side.value} violated the WebSocket protocol: {exc}")
+        self._send_close(leg, exc.code, None, out)
+        self._send_close(leg.other, closecodes.INTERNAL_ERROR, "peer protocol error", out)
 
-    def _on_close(self, side: Side, close: tuple[int | None, str], out: Output) -> None:
+    def _on_close(self, leg: _Leg, close: tuple[int | None, str], out: Output) -> None:
         code, reason = close
         reason = closecodes.cut_reason(reason)
-        self._got_close[side] = True
-        self._note_close(side, closecodes.NO_STATUS if code is None else code, reason or None)
-        self._send_close(side, code, reason, out)  # the echo, RFC 6455 5.5.1 (if we had not closed first)
-        self._send_close(side.other, closecodes.forward_code(code), reason, out)
+        leg.got_close = True
+        self._note_close(leg.side, closecodes.NO_STATUS if code is None else code, reason or None)
+        self._send_close(leg, code, reason, out)  # the echo, RFC 6455 5.5.1 (if we had not closed first)
+        self._send_close(leg.other, closecodes.forward_code(code), reason, out)
 
     # -- closing ------------------------------------------------------------
 
@@ -165,21 +191,21 @@ class WsBridge:
             if error and self.error is None:
                 self.error = error
 
-    def _send_close(self, side: Side, code: int | None, reason: str | None, out: Output) -> None:
-        if self._sent_close[side]:
+    def _send_close(self, leg: _Leg, code: int | None, reason: str | None, out: Output) -> None:
+        if leg.sent_close:
             return
-        self._sent_close[side] = True
-        if self._scan[side.other].mid_frame:
-            out.hangup.add(side)  # a close frame cannot go inside the frame it is in the middle of
+        leg.sent_close = True
+        if leg.other.scanner.mid_frame:
+            out.hangup.add(leg.side)  # a close frame cannot go inside the frame it is in the middle of
             return
-        mask = os.urandom(4) if side is Side.UPSTREAM else None
-        out.to[side] += close_frame(code, reason or "", mask)
+        mask = os.urandom(4) if leg.side is UPSTREAM else None
+        out.to[leg.side] += close_frame(code, reason or "", mask)
 
     def close_both(self, code: int, reason: str) -> Output:
         """The proxy ends the pair itself (idle timeout 1011, shutdown 1001)."""
         out = Output()
         if self.close is None:
             self.close = CloseInfo("proxy", code, reason)
-        for side in Side:
-            self._send_close(side, code, reason, out)
+        for leg in self._legs.values():
+            self._send_close(leg, code, reason, out)
         return out

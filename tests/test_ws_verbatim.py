@@ -20,10 +20,11 @@ from hypothesis import strategies as st
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Event, Message, Ping, Pong, TextMessage
 
-from ccxray.wsbridge import MAX_FRAME_BYTES, Side, WsBridge
+from ccxray.wsbridge import MAX_FRAME_BYTES, Output, Side, WsBridge
 from ccxray.wsscan import HOLD_BYTES, FrameScanner, unmask
 
 from . import ref_wsbridge
+from .wsmessages import messages
 
 AT = {Side.CLIENT: ConnectionType.CLIENT, Side.UPSTREAM: ConnectionType.SERVER}  # the peer's role at each side
 FACING = {Side.CLIENT: ConnectionType.SERVER, Side.UPSTREAM: ConnectionType.CLIENT}  # who reads that peer's frames
@@ -103,7 +104,7 @@ def test_random_frames_pass_byte_identical_and_are_recorded_as_wsproto_parses_th
         out = bridge.feed(side, queues[side].pop(0))
         for target in Side:
             got[target] += out.to[target]
-        for msg in out.messages:
+        for msg in messages(out):
             recorded[msg.side].append(("text" if msg.text is not None else "binary", msg.text if msg.text is not None else msg.size))
     for side in Side:
         data, expected = sent[side]
@@ -186,7 +187,7 @@ def _run(bridge_cls, side_cls, sender: str, data: bytes, chunk: int, drop: bool)
         out = bridge.feed(side, piece)
         for s in side_cls:
             got[s] += out.to[s]
-        seen += [(m.text, m.size) for m in out.messages]
+        seen += [(m.text, m.size) for m in (messages(out) if isinstance(out, Output) else out.messages)]
     close = bridge.close.to_json() if bridge.close else None
     if close and bridge.error:
         close["reason"] = None  # a violation's reason is each parser's own wording
@@ -234,11 +235,11 @@ def test_frame_announcing_more_than_the_cap_gets_1009_and_the_other_side_1011(si
 def test_a_frame_too_large_to_hold_streams_on_and_a_close_then_hangs_up():
     scanner = FrameScanner(masked=False, max_frame_bytes=MAX_FRAME_BYTES, record_limit=1 << 30)
     big = frame(0x2, b"x" * (HOLD_BYTES + 10), False)
-    first = scanner.feed(big[:HOLD_BYTES + 4])
-    assert first.forward == big[:HOLD_BYTES + 4] and scanner.mid_frame
-    rest = scanner.feed(big[HOLD_BYTES + 4:])
-    assert rest.forward == big[HOLD_BYTES + 4:] and not scanner.mid_frame
-    assert [(m.text, m.size) for m in rest.messages] == [(None, HOLD_BYTES + 10)]
+    found: list = []
+    assert scanner.feed(big[:HOLD_BYTES + 4], found) == big[:HOLD_BYTES + 4] and scanner.mid_frame
+    assert not found
+    assert scanner.feed(big[HOLD_BYTES + 4:], found) == big[HOLD_BYTES + 4:] and not scanner.mid_frame
+    assert found == [(None, HOLD_BYTES + 10, False)]
     bridge = WsBridge()
     out = bridge.feed(Side.UPSTREAM, big[:HOLD_BYTES + 4])
     assert bytes(out.to[Side.CLIENT]) == big[:HOLD_BYTES + 4]

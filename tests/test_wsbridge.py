@@ -11,6 +11,8 @@ from wsproto.events import BytesMessage, CloseConnection, Message, Ping, Pong, T
 
 from ccxray.wsbridge import Output, Side, WsBridge
 
+from .wsmessages import messages
+
 
 class Harness:
     def __init__(self) -> None:
@@ -20,7 +22,7 @@ class Harness:
         self.seen: list = []
 
     def _deliver(self, out: Output) -> None:
-        self.seen += out.messages
+        self.seen += messages(out)
         if out.to[Side.CLIENT]:
             self.agent.receive_data(bytes(out.to[Side.CLIENT]))
         if out.to[Side.UPSTREAM]:

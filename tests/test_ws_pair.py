@@ -1,0 +1,165 @@
+"""The pump pair on real sockets (socketpairs, two real pump threads): what
+reaches each peer and the recorder, and how the deadlines end a pair whose
+peer stops answering (no timed assertions: each wait has a generous bound)."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+from collections.abc import Iterator
+
+import pytest
+from wsproto.connection import Connection, ConnectionType
+from wsproto.events import CloseConnection
+
+from ccxray import ws_pair
+from ccxray.netio import make_blocking
+from ccxray.record import WsFrame
+from ccxray.ws_pair import Pair, Reader
+from ccxray.wsbridge import Side, WsBridge
+
+from .test_ws_verbatim import close_payload, frame
+
+BOUND_S = 20.0  # far above any deadline used here: only a hang reaches it
+
+
+class Rig:
+    """A pair between two socketpairs; the test plays both peers."""
+
+    def __init__(self, idle_s: float) -> None:
+        self.client_proxy, self.client = socket.socketpair()
+        self.up_proxy, self.upstream = socket.socketpair()
+        for sock in (self.client_proxy, self.up_proxy):
+            make_blocking(sock, 5.0)
+        self.submitted: list[list[WsFrame]] = []
+        self.pair = Pair("ws-1", self.client_proxy, self.up_proxy, WsBridge(), self.submitted.append, idle_s)
+        self.threads = [threading.Thread(target=self.pair.pump_guarded, args=(side,)) for side in Side]
+        for thread in self.threads:
+            thread.start()
+
+    def read(self, sock: socket.socket, role: ConnectionType) -> list:
+        """What the proxy sent ``sock`` until it stopped (wsproto events)."""
+        conn = Connection(role)
+        sock.settimeout(BOUND_S)
+        while True:
+            data = sock.recv(65536)
+            conn.receive_data(data or None)
+            events = list(conn.events())
+            if not data or any(isinstance(e, CloseConnection) for e in events):
+                return events
+
+    def ended(self) -> bool:
+        for thread in self.threads:
+            thread.join(BOUND_S)
+        return not any(thread.is_alive() for thread in self.threads)
+
+    def close(self) -> None:
+        self.pair.terminate()
+        for thread in self.threads:
+            thread.join(BOUND_S)
+        for sock in (self.client_proxy, self.client, self.up_proxy, self.upstream):
+            sock.close()
+
+
+@pytest.fixture
+def rig(monkeypatch: pytest.MonkeyPatch) -> Iterator[Rig]:
+    monkeypatch.setattr(ws_pair, "CLOSE_TIMEOUT_S", 0.3)
+    made: list[Rig] = []
+
+    def make(idle_s: float = 120.0) -> Rig:
+        made.append(Rig(idle_s))
+        return made[-1]
+
+    yield make  # type: ignore[misc]
+    for r in made:
+        r.close()
+
+
+def test_frames_pass_both_ways_and_are_recorded_in_order_with_one_stamp_per_recv(rig):
+    r = rig()
+    r.client.sendall(frame(0x1, b'{"type":"response.create"}', True) + frame(0x2, b"\x00", True))
+    replies = b"".join(frame(0x1, f'{{"n":{i}}}'.encode(), False) for i in range(10))
+    assert r.upstream.recv(65536) == frame(0x1, b'{"type":"response.create"}', True) + frame(0x2, b"\x00", True)
+    r.upstream.sendall(replies)
+    got = b""
+    while len(got) < len(replies):
+        got += r.client.recv(65536)
+    assert got == replies
+    r.client.sendall(frame(0x8, close_payload(1000), True))
+    assert r.ended()
+    frames = [f for batch in r.submitted for f in batch]
+    assert [(f.direction, f.text, f.seq) for f in frames] == (
+        [("c2u", '{"type":"response.create"}', 1), ("c2u", None, 2)] + [("u2c", f'{{"n":{i}}}', 3 + i) for i in range(10)])
+    assert len(r.submitted) <= 1 + 10 and len({f.ts for f in r.submitted[0]}) == 1
+
+
+@pytest.mark.parametrize("closer", list(Side))
+def test_a_close_the_other_peer_never_answers_ends_at_the_close_deadline_not_the_idle_one(rig, closer):
+    r = rig(idle_s=120.0)
+    sender, silent = (r.client, r.upstream) if closer is Side.CLIENT else (r.upstream, r.client)
+    silent_role = ConnectionType.SERVER if closer is Side.CLIENT else ConnectionType.CLIENT
+    sender.sendall(frame(0x8, close_payload(4000, b"done"), closer is Side.CLIENT))
+    events = r.read(silent, silent_role)  # the close passed on; this peer never answers it
+    assert isinstance(events[-1], CloseConnection) and events[-1].code == 4000
+    assert r.ended()  # at CLOSE_TIMEOUT_S (0.3 s here), long before the 120 s idle timeout
+    assert r.pair.bridge.close is not None and r.pair.bridge.close.code == 4000
+
+
+def test_idle_pair_is_closed_with_1011_both_ways(rig):
+    r = rig(idle_s=0.2)
+    to_client = r.read(r.client, ConnectionType.CLIENT)
+    to_upstream = r.read(r.upstream, ConnectionType.SERVER)
+    assert [(e.code, e.reason) for e in to_client + to_upstream] == [(1011, "idle timeout")] * 2
+    assert r.ended()  # neither peer answered: the close deadline ends it
+    assert r.pair.bridge.close is not None and r.pair.bridge.close.side == "proxy"
+
+
+def test_traffic_on_one_side_keeps_the_pair_open_past_the_other_sides_receive_timeouts(rig):
+    r = rig(idle_s=0.3)
+    timeouts: list[int] = []
+    on_timeout = r.pair._on_timeout
+    r.pair._on_timeout = lambda: (timeouts.append(1), on_timeout())  # type: ignore[method-assign]
+    for i in range(1_000_000):  # until upstream's silent pump has woken twice: the pair is not idle
+        if len(timeouts) >= 2:
+            break
+        r.client.sendall(frame(0x1, b"%d" % i, True))
+        assert r.upstream.recv(65536) == frame(0x1, b"%d" % i, True)
+    assert len(timeouts) >= 2
+    assert not r.pair.terminated.is_set() and r.pair.bridge.close is None
+    events = r.read(r.client, ConnectionType.CLIENT)  # then silence from both: idle
+    assert isinstance(events[-1], CloseConnection) and events[-1].code == 1011
+    assert r.ended()
+
+
+def armed(sock: socket.socket) -> float:
+    seconds, micros = struct.unpack("ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16))
+    return seconds + micros / 1e6
+
+
+def test_reader_reports_timeout_bytes_and_eof():
+    near, far = socket.socketpair()
+    try:
+        make_blocking(near, 5.0)
+        reader = Reader(near)
+        assert reader.read(0.05) is None  # nothing came: the receive timeout
+        far.sendall(b"abc")
+        assert reader.read(0.05) == b"abc"
+        assert 0.05 <= armed(near) < 0.07  # (the kernel keeps it in clock ticks)
+        far.close()
+        assert reader.read(BOUND_S) == b""  # EOF, with the timeout armed anew
+        assert BOUND_S <= armed(near) < BOUND_S + 0.02
+    finally:
+        near.close()
+        far.close()
+
+
+def test_reader_on_a_shut_down_socket_reports_eof():
+    near, far = socket.socketpair()
+    try:
+        make_blocking(near, 5.0)
+        near.shutdown(socket.SHUT_RDWR)
+        assert Reader(near).read(BOUND_S) == b""
+    finally:
+        near.close()
+        far.close()

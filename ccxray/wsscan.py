@@ -175,8 +175,13 @@ class FrameScanner:
         buf = self._buf
         if buf:
             buf += data  # a bytearray, grown in place
+        elif self._cur is None and self._msg_op is None:
+            pos = self._whole_frames(data, 0, found)
+            if pos == len(data):
+                return data  # the common case: whole frames, nothing held, nothing copied
+            buf, self._pos, self._safe = data, pos, pos
         else:
-            buf = data  # the common case: nothing held, scan the received bytes as they are
+            buf = data
         try:
             self._scan(buf, found)
         except Violation as exc:

@@ -122,7 +122,8 @@ class Pair:
     # -- the rest -----------------------------------------------------------
 
     def apply(self, out: Output) -> None:
-        """Send and record what a bridge call outside ``feed`` produced."""
+        """Send and record what a bridge call made outside the pair produced
+        (the bytes that came with the handshakes)."""
         with self.lock:
             finished = self._queue(out)
         self._deliver(out, finished, time.time())
@@ -130,7 +131,8 @@ class Pair:
     def close_both(self, code: int, reason: str) -> None:
         with self.lock:
             out = self.bridge.close_both(code, reason)
-        self.apply(out)
+            finished = self._queue(out)
+        self._deliver(out, finished, 0.0)
 
     def terminate(self) -> None:
         """Wake both pumps for good: the pair is over.

@@ -36,12 +36,11 @@ RECORD_LIMIT = 64 * 1024 * 1024
 
 
 class Side(str, Enum):
+    """Who sent a frame (or is to be sent one): the one spelling of a direction
+    inside the relay, mapped to the log's spellings where records are made."""
+
     CLIENT = "client"
     UPSTREAM = "upstream"
-
-    @property
-    def other(self) -> "Side":
-        return OTHER[self]
 
 
 # Plain names and a table: an Enum's class attribute, property or iteration

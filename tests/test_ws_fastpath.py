@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ccxray.wsbridge import Side, WsBridge
+from ccxray.wsbridge import OTHER, Side, WsBridge
 from ccxray.wsscan import FrameScanner, Found
 
 from . import ref_wsbridge
@@ -81,7 +81,7 @@ def test_length_encoding_edges_pass_verbatim_and_are_recorded_as_wsproto_parses_
     data = frame(0x1, b"t" * size, masked) + frame(0x2, b"\x01" * size, masked) + frame(0x1, b"after", masked)
     bridge = WsBridge()
     out = bridge.feed(side, data)
-    assert out.to[side.other] == data
+    assert out.to[OTHER[side]] == data
     parsed = wsproto_messages(side, data)
     assert [(m.text, m.size) for m in messages(out)] == [
         (v if k == "text" else None, len(v)) for k, v in parsed]  # type: ignore[arg-type]
@@ -108,7 +108,7 @@ def test_wrong_masking_after_good_frames_agrees_with_wsproto_bridge(side):
     old = _run(ref_wsbridge.WsBridge, ref_wsbridge.Side, side.value, data, len(data), drop=False)
     assert new == old
     assert new[0][side.value][-1][:2] == ("close", 1002)
-    assert new[0][side.other.value][:2] == [("TextMessage", "one"), ("TextMessage", "two")]
+    assert new[0][OTHER[side].value][:2] == [("TextMessage", "one"), ("TextMessage", "two")]
 
 
 @pytest.mark.parametrize("masked", [True, False])

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Event, Message, Ping, Pong, TextMessage
 
-from ccxray.wsbridge import MAX_FRAME_BYTES, Output, Side, WsBridge
+from ccxray.wsbridge import MAX_FRAME_BYTES, OTHER, Output, Side, WsBridge
 from ccxray.wsscan import HOLD_BYTES, FrameScanner, unmask
 
 from . import ref_wsbridge
@@ -100,7 +100,7 @@ def test_random_frames_pass_byte_identical_and_are_recorded_as_wsproto_parses_th
     while queues[Side.CLIENT] or queues[Side.UPSTREAM]:
         side = Side.CLIENT if next(picks, True) else Side.UPSTREAM
         if not queues[side]:
-            side = side.other
+            side = OTHER[side]
         out = bridge.feed(side, queues[side].pop(0))
         for target in Side:
             got[target] += out.to[target]
@@ -108,7 +108,7 @@ def test_random_frames_pass_byte_identical_and_are_recorded_as_wsproto_parses_th
             recorded[msg.side].append(("text" if msg.text is not None else "binary", msg.text if msg.text is not None else msg.size))
     for side in Side:
         data, expected = sent[side]
-        assert bytes(got[side.other]) == data  # verbatim
+        assert bytes(got[OTHER[side]]) == data  # verbatim
         parsed = wsproto_messages(side, data)
         assert parsed == expected
         assert recorded[side] == [(k, v if k == "text" else len(v)) for k, v in parsed]  # type: ignore[arg-type]
@@ -226,7 +226,7 @@ def test_frame_announcing_more_than_the_cap_gets_1009_and_the_other_side_1011(si
     bridge = WsBridge(max_frame_bytes=1000)
     out = bridge.feed(side, frame(0x2, b"", side is Side.CLIENT, length=1001))  # the header is enough
     assert _events(AT[side], bytes(out.to[side]))[-1][:2] == ("close", 1009)
-    assert _events(AT[side.other], bytes(out.to[side.other]))[-1][:2] == ("close", 1011)
+    assert _events(AT[OTHER[side]], bytes(out.to[OTHER[side]]))[-1][:2] == ("close", 1011)
     assert bridge.close is not None and bridge.close.code == 1009
     assert WsBridge().feed(side, frame(0x2, b"", side is Side.CLIENT, length=2 ** 40)).to[side]  # default cap
     assert MAX_FRAME_BYTES < 2 ** 40

@@ -9,10 +9,11 @@ Theory of operation:
   CCXRAY_WS_MAX_QUEUE_BYTES (past that: 413). The whole handshake is bounded
   by the idle timeout (504).
 - Then one pump per direction: the connection's own thread reads the client
-  (c2u), one new thread reads upstream (u2c). Each blocks in poll on its
-  source with a timeout for idle detection. All bridge state is behind one
-  lock; each socket has a send lock held from taking its pending bytes to the
-  end of sendall, so frames reach the wire in wsproto's order. A socket that
+  (c2u), one new thread reads upstream (u2c). Each blocks in recv on its
+  source, the kernel's receive timeout as its deadline (a TLS socket polls
+  first). All bridge state is behind one lock; each socket has a send lock
+  held from taking its pending bytes to the end of sendall, so frames reach
+  the wire in the bridge's order. A socket that
   stops reading blocks sendall, which stops its pump reading the other side:
   backpressure, never unbounded buffering.
 - Peer first, recorder second: messages go to the recorder after sendall.

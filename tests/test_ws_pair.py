@@ -18,6 +18,7 @@ from ccxray.netio import make_blocking
 from ccxray.record import WsFrame
 from ccxray.ws_pair import Pair, Reader
 from ccxray.wsbridge import Side, WsBridge
+from ccxray.wsscan import HOLD_BYTES
 
 from .test_ws_verbatim import close_payload, frame
 
@@ -170,3 +171,16 @@ def test_reader_on_a_shut_down_socket_reports_eof():
     finally:
         near.close()
         far.close()
+
+
+def test_a_frame_too_large_to_hold_streams_through_and_a_close_mid_frame_hangs_that_side_up(rig):
+    r = rig()
+    big = frame(0x2, b"x" * (HOLD_BYTES + 4096), False)
+    head = big[:HOLD_BYTES + 100]
+    r.upstream.sendall(head)
+    assert receive(r.client, len(head)) == head  # all of it, before the rest of the frame exists
+    r.pair.close_both(1001, "shutting down")  # the client is mid-frame: no close frame fits there
+    assert r.client.recv(65536) == b""  # hung up instead
+    events = r.read(r.upstream, ConnectionType.SERVER)
+    assert isinstance(events[-1], CloseConnection) and events[-1].code == 1001
+    assert r.ended()

@@ -62,6 +62,23 @@ def wait_readable(sock: socket.socket, timeout_s: float) -> bool:
     return bool(ready([sock], max(timeout_s, 0.0)))
 
 
+class ReadWatch:
+    """Readiness of one socket, registered once: a pump asks it before every
+    recv, so the registration is not rebuilt per wait (one ``poll`` syscall)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._poller = select.poll() if hasattr(select, "poll") else None
+        if self._poller is not None:
+            self._poller.register(sock.fileno(), _POLL_MASK)
+
+    def wait(self, timeout_s: float) -> bool:
+        """True if a recv would not block within ``timeout_s`` (bytes, EOF or an error)."""
+        if self._poller is None or _has_pending(self.sock):
+            return wait_readable(self.sock, timeout_s)
+        return bool(self._poller.poll(_poll_ms(max(timeout_s, 0.0))))
+
+
 def readable_now(sock: socket.socket) -> bool:
     """True if a recv on ``sock`` would not block; False for a closed socket too."""
     try:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import ssl
-import struct
 import threading
 import time
 from typing import Callable
@@ -26,7 +24,7 @@ from typing import Callable
 from . import closecodes
 from .netio import RECV_BYTES
 from .record import WsFrame
-from .waits import wait_readable
+from .waits import ReadWatch
 from .wsbridge import CLIENT, OTHER, SIDES, UPSTREAM, Output, Run, Side, WsBridge
 
 log = logging.getLogger("ccxray.ws")
@@ -213,36 +211,20 @@ class Pair:
 
 
 class Reader:
-    """``recv`` bounded by a deadline.
-
-    A plain socket waits in the recv itself, with the kernel's receive
-    timeout as the deadline: one syscall (and one GIL hand-off) per read, no
-    poll before it. The timeout is set again only when the wanted one
-    changes (once per pair until a close starts). A TLS socket polls first,
-    as decrypted bytes may wait in the SSL object, and a receive timeout
-    inside SSL_read would be retried, not reported.
-    """
+    """``recv`` bounded by a deadline: a readiness wait (``poll``, registered
+    once per pump), then one recv on the blocking socket. The wait is the
+    design's idle detection; the socket has no Python timeout, so the recv
+    itself adds no second poll."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.tls = isinstance(sock, ssl.SSLSocket)
-        self.armed = -1.0
+        self.watch = ReadWatch(sock)
 
     def read(self, timeout_s: float) -> bytes | None:
         """Bytes (b"" at EOF or a failure), or None if ``timeout_s`` passed first."""
         try:
-            if self.tls:
-                if not wait_readable(self.sock, timeout_s):
-                    return None
-            elif timeout_s != self.armed:
-                self._arm(timeout_s)
+            if not self.watch.wait(timeout_s):
+                return None
             return self.sock.recv(RECV_BYTES)
-        except BlockingIOError:
-            return None  # the receive timeout
         except (OSError, ValueError):
             return b""  # reset, shut down or closed: the bridge sees EOF
-
-    def _arm(self, timeout_s: float) -> None:
-        micros = max(int(timeout_s * 1_000_000), 1000)  # 0 would mean "never"
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", *divmod(micros, 1_000_000)))
-        self.armed = timeout_s

@@ -9,9 +9,9 @@ Theory of operation:
   CCXRAY_WS_MAX_QUEUE_BYTES (past that: 413). The whole handshake is bounded
   by the idle timeout (504).
 - Then one pump per direction: the connection's own thread reads the client
-  (c2u), one new thread reads upstream (u2c). Each blocks in recv on its
-  source, the kernel's receive timeout as its deadline (a TLS socket polls
-  first). All bridge state is behind one lock; each socket has a send lock
+  (c2u), one new thread reads upstream (u2c). Each waits for its source to be
+  readable (``poll``, the idle and close deadlines as its timeout), then
+  reads it. All bridge state is behind one lock; each socket has a send lock
   held from taking its pending bytes to the end of sendall, so frames reach
   the wire in the bridge's order. A socket that
   stops reading blocks sendall, which stops its pump reading the other side:

@@ -1,5 +1,9 @@
 """Which user owns the other end of a loopback TCP connection (Linux).
 
+Asked of the kernel first (:mod:`sock_diag <ccxray.sockdiag>`, one netlink
+round trip for the exact 4-tuple); where that is unavailable (no netlink, no
+inet_diag module, or the kernel does not find the socket), read the tables.
+
 A loopback client's socket is listed in ``/proc/net/tcp`` (or ``tcp6``)
 with its local address = our peer's address and its remote address = ours;
 the ``uid`` column is the user that created it. Addresses there are hex,
@@ -14,7 +18,9 @@ from __future__ import annotations
 
 import ipaddress
 import sys
-from typing import Iterable, Literal
+from typing import Callable, Iterable, Literal
+
+from .sockdiag import query_uid
 
 PROC_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
 TIME_WAIT = "06"  # a dead socket's leftover row: it carries uid 0, not its owner's
@@ -53,11 +59,20 @@ def find_uid(table: str, local: Iterable[str], remote: Iterable[str]) -> int | N
     return None
 
 
-def socket_owner(peer: tuple[str, int], ours: tuple[str, int]) -> int | None:
+def socket_owner(peer: tuple[str, int], ours: tuple[str, int],
+                 ask_kernel: Callable[[tuple[str, int], tuple[str, int]], int | None] = query_uid) -> int | None:
     """The uid owning the socket at ``peer`` connected to ``ours``; None if not found.
 
-    Raises OSError when the tables cannot be read (not Linux, no /proc).
+    Raises OSError when neither the kernel nor the tables can tell (not Linux, no /proc).
     """
+    try:
+        return ask_kernel(peer, ours)
+    except OSError:
+        return table_owner(peer, ours)
+
+
+def table_owner(peer: tuple[str, int], ours: tuple[str, int]) -> int | None:
+    """:func:`socket_owner` from ``/proc/net/tcp*``: reads every socket's row, so its cost grows with them."""
     peer_forms = encode_address(peer[0], peer[1])
     our_forms = encode_address(ours[0], ours[1])
     for path in PROC_TABLES:

@@ -19,6 +19,7 @@ from importlib import metadata, resources
 from typing import Callable, Sequence
 
 from . import __version__, safeout
+from .arenas import bound_arenas, find_mallopt
 from .config import ENV_HELP, Settings, environ, load_settings
 from .errors import CcxrayError, ConfigError
 from .hub import HubError, bind_error, find
@@ -26,7 +27,10 @@ from .hubfiles import HubPaths, locked, register, remove
 from .hubserve import HubProcess, run_background, stop_on_signals
 from .server import ProxyServer
 
-THREAD_STACK_BYTES = 512 * 1024  # two relay threads per WebSocket: keep each one's stack small
+# Two relay threads per WebSocket; the size does not change RSS (untouched pages are free) but bounds
+# virtual memory. Not less: json.dumps(indent=1) of a body nested as deep as json.loads allows
+# (the page's conversation view does that on a connection thread) overflows 256 KiB.
+THREAD_STACK_BYTES = 512 * 1024
 BUNDLE_FILE = "_bundle.json"  # written into the zipapp by tools/build_zipapp.py
 
 
@@ -127,8 +131,14 @@ def banner(server: ProxyServer, how_to_stop: str) -> None:
     print(f"ccxray: {how_to_stop}", flush=True)
 
 
-def _start_foreground(settings: Settings) -> ProxyServer:
+def prepare_threads() -> None:
+    """Process-wide settings for a proxy's many threads; before the first one starts."""
     threading.stack_size(THREAD_STACK_BYTES)
+    bound_arenas(find_mallopt())
+
+
+def _start_foreground(settings: Settings) -> ProxyServer:
+    prepare_threads()
     try:
         return ProxyServer(settings).start()
     except OSError as exc:
@@ -169,7 +179,7 @@ def serve(settings: Settings) -> int:
 
 def _run_serve_background(args: list[str], ns: argparse.Namespace) -> int:
     settings = _settings(ns)
-    threading.stack_size(THREAD_STACK_BYTES)
+    prepare_threads()
     return run_background(settings, ns.keep, settings.hub_grace_s,
                           lambda server: banner(server, "`ccxray stop` stops it"))
 

@@ -25,7 +25,7 @@ from .requestcheck import check_version, has_length_and_chunking, ws_handshake_p
 from .record import HttpCall
 from .config import is_loopback
 from .routing import LOCAL, Route, is_ws_path, route, split_target
-from .ws_relay import relay_websocket
+from .ws_relay import WsServices, relay_websocket
 
 log = logging.getLogger("ccxray.handler")
 
@@ -123,7 +123,7 @@ class ConnectionHandler:
             return self._upgrade(method, target, headers, where)
         if where.provider == LOCAL:
             self.client.read_body(settings.max_body_bytes, settings.header_timeout_s)
-            keep_alive = serve_local(self.app, self.client, method, target, headers)
+            keep_alive = serve_local(self.app, self.client, method, target)
         else:
             keep_alive = self._forward(req, method, target, headers, where)
         return keep_alive and not has_length_and_chunking(headers)  # RFC 9112 6.1: close after CL+TE
@@ -137,8 +137,11 @@ class ConnectionHandler:
         if problem is not None:
             self._refuse(400, problem)
             return False
-        self.client.read_body(0, self.app.settings.header_timeout_s)  # an upgrade carries no body
-        relay_websocket(self.app, self.client, self.entry, target, headers, where)
+        settings, recorder = self.app.settings, self.app.recorder
+        self.client.read_body(0, settings.header_timeout_s)  # an upgrade carries no body
+        services = WsServices(self.app.pool, recorder.submit, recorder.new_id, self.app.inflight,
+                              settings.ws_idle_timeout_s, settings.ws_max_queue_bytes)
+        relay_websocket(services, self.client, self.entry, target, headers, where)
         return False
 
     def _forward(self, req: h11.Request, method: str, target: str,

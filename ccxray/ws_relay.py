@@ -29,17 +29,20 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import h11
 
 from . import closecodes
 from . import headers as hdr
-from .app import App, ConnEntry
+from .app import ConnEntry
 from .clientconn import ClientConn
 from .errors import ClientGone, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
 from .http_relay import decode_headers, encode_headers
+from .inflight import InFlightRegistry
 from .netio import RECV_BYTES, UpstreamConn, UpstreamPool, close_quietly, make_blocking
 from .record import CloseInfo, WsClosed, WsOpened
+from .recorder import Item
 from .routing import Route
 from .waits import wait_watching
 from .ws_pair import Pair
@@ -65,6 +68,19 @@ class Handshake:
     upstream_trailing: bytes = b""
 
 
+@dataclass(frozen=True)
+class WsServices:
+    """What a WebSocket session uses of the proxy: upstream sockets, the recorder's
+    two entry points, the live page's registry and two settings."""
+
+    pool: UpstreamPool
+    submit: Callable[[Item], None]
+    new_id: Callable[[], str]
+    inflight: InFlightRegistry
+    idle_timeout_s: float
+    max_held_bytes: int
+
+
 class HandshakeFailed(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -85,10 +101,13 @@ class Upgrade:
         self.max_held = max_held
         self.held = bytearray()
         self.up: UpstreamConn | None = None
+        self.up_sock: socket.socket | None = None  # outlives ``up``: closed by whoever ends the session
 
-    @property
-    def up_sock(self) -> socket.socket | None:
-        return self.up.sock if self.up is not None else None
+    def finish(self) -> bytes:
+        """After the 101: the client bytes held meanwhile; the HTTP state is dropped
+        (an idle session keeps only what its frames need)."""
+        held, self.held, self.up = bytes(self.held), bytearray(), None
+        return held
 
     def upstream_headers(self) -> list[tuple[str, str]]:
         assert self.where.upstream is not None
@@ -102,7 +121,8 @@ class Upgrade:
         request = h11.Request(method="GET", target=self.where.target.encode("latin-1"),
                               headers=encode_headers(self.upstream_headers()))
         try:
-            self.up = UpstreamConn(self.where.upstream, self.pool.open(self.where.upstream))
+            self.up_sock = self.pool.open(self.where.upstream)
+            self.up = UpstreamConn(self.where.upstream, self.up_sock)
             self.up.send(request, h11.EndOfMessage())
             return self._await_answer(self.up)
         except (UpstreamConnectError, UpstreamTimeout, UpstreamProtocolError) as exc:
@@ -161,8 +181,7 @@ def _answer_refusal(client: ClientConn, shake: Handshake) -> None:
     client.send(*events, h11.EndOfMessage())
 
 
-def _check_accept(shake: Handshake, client_headers: list[tuple[str, str]]) -> None:
-    key = hdr.get(client_headers, "sec-websocket-key") or ""
+def _check_accept(shake: Handshake, key: str) -> None:
     if hdr.get(shake.headers, "sec-websocket-accept") != accept_token(key):
         raise HandshakeFailed(502, "upstream answered the upgrade with a wrong Sec-WebSocket-Accept")
     if hdr.get(shake.headers, "sec-websocket-extensions"):
@@ -183,20 +202,19 @@ def _count_keys(counts: dict[Side, int] | None) -> dict[str, int]:
 class WsSession:
     """One proxied WebSocket from upgrade to the recorded end."""
 
-    def __init__(self, app: App, client: ClientConn, entry: ConnEntry, target: str,
+    def __init__(self, services: WsServices, client: ClientConn, entry: ConnEntry, target: str,
                  headers: list[tuple[str, str]], where: Route) -> None:
-        self.app = app
+        self.services = services
         self.client = client
         self.entry = entry
-        self.headers = headers
-        self.where = where
-        self.conn_id = app.recorder.new_id()
+        self.key = hdr.get(headers, "sec-websocket-key") or ""
+        self.conn_id = services.new_id()
         self.t0 = time.monotonic()
-        self.upgrade = Upgrade(app.pool, client, headers, where, app.settings.ws_idle_timeout_s,
-                               app.settings.ws_max_queue_bytes)
+        self.upgrade = Upgrade(services.pool, client, headers, where, services.idle_timeout_s,
+                               services.max_held_bytes)
         assert where.upstream is not None
-        app.recorder.submit(WsOpened(self.conn_id, time.time(), target, where.provider,
-                                     where.upstream.url(where.target), headers))
+        services.submit(WsOpened(self.conn_id, time.time(), target, where.provider,
+                                 where.upstream.url(where.target), headers))
 
     def run(self) -> None:
         self.entry.on_abort.append(self._abort_upstream)
@@ -214,7 +232,7 @@ class WsSession:
 
     def _closed(self, status: int, close: CloseInfo, error: str | None, shake: Handshake | None = None,
                 bridge: WsBridge | None = None) -> None:
-        self.app.recorder.submit(WsClosed(
+        self.services.submit(WsClosed(
             self.conn_id, status, shake.headers if shake else [], shake.body if shake else b"", close,
             _count_keys(bridge.frame_counts if bridge else None), _count_keys(bridge.byte_counts if bridge else None),
             time.monotonic() - self.t0, error))
@@ -223,7 +241,7 @@ class WsSession:
         try:
             shake = self.upgrade.run()
             if shake.status == 101:
-                _check_accept(shake, self.headers)
+                _check_accept(shake, self.key)
         except HandshakeFailed as exc:
             self._refuse(exc.status, str(exc))
             return None
@@ -255,12 +273,14 @@ class WsSession:
         except ClientGone as exc:
             self._closed(101, CloseInfo("client", closecodes.ABNORMAL), str(exc), shake)
             return
-        assert self.upgrade.up_sock is not None
-        make_blocking(self.upgrade.up_sock, self.app.settings.ws_idle_timeout_s)
-        make_blocking(self.client.sock, self.app.settings.ws_idle_timeout_s)
-        bridge = WsBridge(self.client.h11.trailing_data[0] + bytes(self.upgrade.held), shake.upstream_trailing)
-        pair = Pair(self.conn_id, self.client.sock, self.upgrade.up_sock, bridge, self.app.recorder.submit,
-                    self.app.settings.ws_idle_timeout_s)
+        idle_s = self.services.idle_timeout_s
+        up_sock = self.upgrade.up_sock
+        assert up_sock is not None
+        make_blocking(up_sock, idle_s)
+        make_blocking(self.client.sock, idle_s)
+        bridge = WsBridge(self.client.h11.trailing_data[0] + self.upgrade.finish(), shake.upstream_trailing)
+        shake.upstream_trailing = b""  # the bridge has it now
+        pair = Pair(self.conn_id, self.client.sock, up_sock, bridge, self.services.submit, idle_s)
         self.entry.on_stop.append(lambda: pair.close_both(closecodes.GOING_AWAY, "ccxray is shutting down"))
         failure: str | None = None
         try:
@@ -272,8 +292,7 @@ class WsSession:
         close = bridge.close or CloseInfo(None, None)
         idle = close.side == "proxy" and close.code == closecodes.INTERNAL_ERROR
         status = 502 if failure else 504 if idle else 101
-        error = failure or bridge.error or (
-            f"idle timeout after {self.app.settings.ws_idle_timeout_s:g}s" if idle else None)
+        error = failure or bridge.error or (f"idle timeout after {idle_s:g}s" if idle else None)
         self._closed(status, close, error, shake, bridge)
 
     def _pump_both(self, pair: Pair) -> None:
@@ -297,9 +316,9 @@ class WsSession:
         return max(pair.time_left(), 0.0) + 0.1
 
 
-def relay_websocket(app: App, client: ClientConn, entry: ConnEntry, target: str,
+def relay_websocket(services: WsServices, client: ClientConn, entry: ConnEntry, target: str,
                     headers: list[tuple[str, str]], where: Route) -> None:
     """Proxy one WebSocket upgrade; returns when the pair is over and recorded."""
-    session = WsSession(app, client, entry, target, headers, where)
-    with app.inflight.track(session.conn_id, "WS", target, where.provider, "websocket", headers):
+    session = WsSession(services, client, entry, target, headers, where)
+    with services.inflight.track(session.conn_id, "WS", target, where.provider, "websocket", headers):
         session.run()

@@ -103,8 +103,7 @@ def _api(app: App, client: ClientConn, path: str, params: dict[str, str]) -> boo
     return _json(client, 404, {"error": "not_found", "path": path})
 
 
-def serve_local(app: App, client: ClientConn, method: str, target: str,
-                headers: list[tuple[str, str]]) -> bool:
+def serve_local(app: App, client: ClientConn, method: str, target: str) -> bool:
     """Answer a request ccxray serves itself; True if the connection may be reused."""
     path, query = split_target(target)
     if method not in ("GET", "HEAD"):

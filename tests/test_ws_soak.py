@@ -1,5 +1,7 @@
-"""Soak: 1,000 WebSocket sessions with mixed endings leave the proxy's
-threads, descriptors and memory where they were, and each is recorded."""
+"""Soak: 1,000 WebSocket sessions with mixed endings (either side closing,
+either side dropping TCP, either side breaking the protocol, upstream
+refusing the upgrade) leave the proxy's threads, descriptors and memory
+where they were, and each is recorded with its outcome."""
 
 from __future__ import annotations
 
@@ -10,12 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from .conftest import wait_until
 
-ENDINGS = ["echo", "close:4000", "drop-after:1", "invalid-frame", "client-drop"]
+ENDINGS = ["echo", "close:4000", "drop-after:1", "invalid-frame", "client-drop", "client-violation", "refuse:429"]
+CLIENT_SIDE = {"client-drop": "echo", "client-violation": "echo"}  # the fake upstream just echoes
+RESERVED_OPCODE_FRAME = b"\x83\x80\x00\x00\x00\x00"  # masked, empty, opcode 3: a protocol violation
 
 
 def _fds() -> int:
@@ -31,19 +35,26 @@ def _rss_mb() -> float:
 
 def _session(port: int, number: int) -> str:
     ending = ENDINGS[number % len(ENDINGS)]
-    mode = "echo" if ending == "client-drop" else ending
-    with connect(f"ws://127.0.0.1:{port}/v1/responses?soak={number}",
-                 additional_headers={"x-fake-mode": mode}, open_timeout=30) as ws:
+    try:
+        ws = connect(f"ws://127.0.0.1:{port}/v1/responses?soak={number}",
+                     additional_headers={"x-fake-mode": CLIENT_SIDE.get(ending, ending)}, open_timeout=30)
+    except InvalidStatus as exc:
+        assert ending == "refuse:429" and exc.response.status_code == 429, exc
+        return ending
+    with ws:
         ws.send(f"hello {number}")
         try:
             ws.recv(timeout=30)
             if ending == "client-drop":
                 ws.socket.close()  # no close frame: a TCP drop
                 return ending
+            if ending == "client-violation":
+                ws.socket.sendall(RESERVED_OPCODE_FRAME)
             if ending != "echo":
                 ws.recv(timeout=30)  # the close (or drop) arrives
-        except ConnectionClosed:
-            pass
+        except ConnectionClosed as exc:
+            if ending == "client-violation":
+                assert exc.rcvd is not None and exc.rcvd.code == 1002, exc
     return ending
 
 
@@ -57,7 +68,10 @@ def test_thousand_sessions_with_mixed_endings_leave_nothing_behind(fake, proxy):
     assert sorted(set(endings)) == sorted(ENDINGS)
     lines = proxy.wait_lines(lambda ls: sum(l["kind"] == "connection" for l in ls) >= 1001, 120,
                              "a line per session")
-    assert sum(l["kind"] == "connection" for l in lines) == 1001
+    connections = [l for l in lines if l["kind"] == "connection"]
+    assert len(connections) == 1001
+    statuses = {ENDINGS[int(l["url"].rsplit("=", 1)[1]) % len(ENDINGS)]: l["status"] for l in connections[1:]}
+    assert statuses["refuse:429"] == 429 and statuses["echo"] == 101, statuses
     wait_until(lambda: threading.active_count() <= threads, 60, "the sessions' threads to end")
     wait_until(lambda: _fds() <= fds + 2, 60, "the sessions' descriptors to close")  # + pooled upstreams
     grown = _rss_mb() - rss

@@ -19,6 +19,7 @@ import h11
 
 from .config import ProxyTunnel, Upstream
 from .errors import UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
+from .resolve import AddressCache
 from .waits import readable_now
 
 RECV_BYTES = 65536
@@ -65,9 +66,12 @@ def _where(up: Upstream) -> str:
     return f"{up.host}:{up.port} ({up.env_name})"
 
 
-def _open_tcp(host: str, port: int, timeout_s: float, what: str) -> socket.socket:
+def _open_tcp(host: str, port: int, timeout_s: float, what: str, addresses: AddressCache | None) -> socket.socket:
     try:
-        sock = socket.create_connection((host, port), timeout=timeout_s)
+        if addresses is None:
+            sock = socket.create_connection((host, port), timeout=timeout_s)
+        else:
+            sock = addresses.connect(host, port, timeout_s)
     except socket.timeout as exc:
         raise UpstreamTimeout(f"connecting to {what} timed out after {timeout_s:g}s") from exc
     except OSError as exc:
@@ -91,9 +95,9 @@ def _read_tunnel_reply(sock: socket.socket, what: str) -> None:
         raise UpstreamProtocolError(f"HTTPS_PROXY sent data before the tunnel to {what} opened")
 
 
-def _open_tunnel(tunnel: ProxyTunnel, up: Upstream, timeout_s: float) -> socket.socket:
+def _open_tunnel(tunnel: ProxyTunnel, up: Upstream, timeout_s: float, addresses: AddressCache | None) -> socket.socket:
     what = _where(up)
-    sock = _open_tcp(tunnel.host, tunnel.port, timeout_s, f"HTTPS_PROXY {tunnel.host}:{tunnel.port}")
+    sock = _open_tcp(tunnel.host, tunnel.port, timeout_s, f"HTTPS_PROXY {tunnel.host}:{tunnel.port}", addresses)
     authority = f"{up.host}:{up.port}" if ":" not in up.host else f"[{up.host}]:{up.port}"
     lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
     if tunnel.authorization:
@@ -120,13 +124,14 @@ def tls_context() -> ssl.SSLContext:
 
 
 def open_socket(
-    up: Upstream, tunnel: ProxyTunnel | None, connect_timeout_s: float, tls: ssl.SSLContext | None = None
+    up: Upstream, tunnel: ProxyTunnel | None, connect_timeout_s: float, tls: ssl.SSLContext | None = None,
+    addresses: AddressCache | None = None,
 ) -> socket.socket:
-    """A connected (and, for https, verified TLS) socket to the upstream."""
+    """A connected (and, for https, verified TLS) socket to the upstream (addresses: resolved once, reused)."""
     if tunnel is not None and tunnel.applies_to(up.host):
-        sock = _open_tunnel(tunnel, up, connect_timeout_s)
+        sock = _open_tunnel(tunnel, up, connect_timeout_s, addresses)
     else:
-        sock = _open_tcp(up.host, up.port, connect_timeout_s, _where(up))
+        sock = _open_tcp(up.host, up.port, connect_timeout_s, _where(up), addresses)
     if not up.is_tls:
         return sock
     try:
@@ -213,6 +218,7 @@ class UpstreamPool:
         self._lock = threading.Lock()
         self._closed = False
         self._tls: ssl.SSLContext | None = None
+        self._addresses = AddressCache()
 
     def _tls_context(self) -> ssl.SSLContext:
         with self._lock:
@@ -223,7 +229,7 @@ class UpstreamPool:
     def open(self, up: Upstream) -> socket.socket:
         """A new socket to ``up`` with this pool's timeouts, tunnel and TLS context."""
         tls = self._tls_context() if up.is_tls else None
-        sock = open_socket(up, self._tunnel, self._connect_timeout_s, tls)
+        sock = open_socket(up, self._tunnel, self._connect_timeout_s, tls, self._addresses)
         make_blocking(sock, self._read_timeout_s)
         return sock
 

@@ -83,6 +83,7 @@ class App:
         self.port = settings.port
         self.set_port(settings.port)
         self._conns: set[ConnEntry] = set()
+        self._live = 0  # entries not reclaimed, kept as a count: the accept loop asks at every accept
         self._lock = threading.Condition()
         self.sessions = SessionIndex()
         self.inflight = InFlightRegistry()  # calls being relayed now, for the live page
@@ -118,11 +119,15 @@ class App:
 
     def register(self, entry: ConnEntry) -> None:
         with self._lock:
-            self._conns.add(entry)
+            if entry not in self._conns:
+                self._conns.add(entry)
+                self._live += not entry.reclaimed
 
     def unregister(self, entry: ConnEntry) -> None:
         with self._lock:
-            self._conns.discard(entry)
+            if entry in self._conns:
+                self._conns.discard(entry)
+                self._live -= not entry.reclaimed
             self._lock.notify_all()
 
     def set_busy(self, entry: ConnEntry, busy: bool) -> None:
@@ -135,7 +140,7 @@ class App:
     def live_count(self) -> int:
         """Connections held and not already being reclaimed."""
         with self._lock:
-            return sum(1 for c in self._conns if not c.reclaimed)
+            return self._live
 
     def reclaim_idle(self) -> bool:
         """Close the connection idle longest (between requests); False if none is idle."""
@@ -145,6 +150,7 @@ class App:
                 return False
             oldest = min(idle, key=lambda c: c.idle_since)
             oldest.reclaimed = True
+            self._live -= 1
         oldest.hang_up()
         return True
 

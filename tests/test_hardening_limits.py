@@ -265,3 +265,31 @@ def test_2000_idle_and_600_websockets_held_while_a_fresh_client_is_served(fake, 
     finally:
         for sock in held:
             sock.close()
+
+
+def test_live_count_follows_register_reclaim_and_unregister(tmp_path):
+    """The accept loop's O(1) count of held connections stays equal to the entries not reclaimed."""
+    import socket
+
+    from ccxray.app import App, ConnEntry, build_recorder
+    from ccxray.config import load_settings
+
+    settings = load_settings({}, port=0, home=str(tmp_path))
+    app = App(settings, build_recorder(settings))
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        entries = [ConnEntry(ours) for ours, _ in pairs]
+        for entry in entries + entries[:1]:  # registering twice counts once
+            app.register(entry)
+        assert app.live_count() == 3
+        app.set_busy(entries[2], True)
+        assert app.reclaim_idle() and app.reclaim_idle() and not app.reclaim_idle()  # the busy one stays
+        assert app.live_count() == 1 and sum(e.reclaimed for e in entries) == 2
+        for entry in entries + entries[:1]:  # a reclaimed entry leaves without counting twice
+            app.unregister(entry)
+        assert app.live_count() == 0
+    finally:
+        app.close()
+        for ours, theirs in pairs:
+            ours.close()
+            theirs.close()

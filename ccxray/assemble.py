@@ -214,6 +214,8 @@ class Assembler:
                         "truncated": call.resp_truncated}
         if call.resp_note:
             line["recordingError"] = call.resp_note
+        if response is summary.response and summary.response_json is not None:
+            response = RawJson(summary.response_json)  # the same list, not encoded a second time
         meta = _meta(call.method, call.url, call.upstream_url, call.req_headers, call.status, call.resp_headers)
         writes.sidecars += [
             (call.id, "req", stored_req),

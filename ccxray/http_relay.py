@@ -4,10 +4,13 @@ Theory of operation (one thread, the client connection's):
 - The request body is already read (bounded by the body cap), so a request
   that fails on a reused keep-alive upstream connection before any response
   byte arrived is retried once on a fresh connection.
-- The response streams: each h11 Data event from upstream is encoded for the
-  client at once; bytes are flushed whenever we would block on upstream, so
-  the head goes out with the first body bytes when they arrived together and
-  an SSE event is never held back (no buffering, no added first-byte delay).
+- The response streams. h11 parses the head; a body framed by
+  Content-Length or chunked is then read by the relay itself (bodyframe),
+  each recv relayed whole at once in the client's framing, so the head goes
+  out with the first body bytes when they arrived together and an SSE event
+  is never held back (no buffering, no added first-byte delay), without an
+  h11 event per chunk. Any other body (read to close) goes through h11's
+  events, flushed whenever we would block on upstream.
 - While waiting on upstream we also watch the client socket: a client that
   hangs up releases the upstream connection at once.
 - Once the response head has gone out, an error can only be signalled by

@@ -17,7 +17,7 @@ from .decode import decode_body
 from .pricing import PriceTable
 from .reqdelta import Chains
 from .record import HttpCall, WsClosed, WsFrame, WsOpened, index_line, iso_ms
-from .store import RawJson
+from .store import RawJson, ResponseWithMeta
 from .sessions import Identity, SessionTracker, identify, prompt_hash
 from .summarize import Summary, identity_fields, summarize_http, summarize_turn
 from .wire.codex_ws import Turn, TurnTracker
@@ -214,11 +214,12 @@ class Assembler:
                         "truncated": call.resp_truncated}
         if call.resp_note:
             line["recordingError"] = call.resp_note
+        if response is summary.response and summary.response_json is not None:
+            response = RawJson(summary.response_json)  # the same list, not encoded a second time
+        meta = _meta(call.method, call.url, call.upstream_url, call.req_headers, call.status, call.resp_headers)
         writes.sidecars += [
             (call.id, "req", stored_req),
-            (call.id, "res", RawJson(body) if whole_json else response),
-            (call.id, "meta", _meta(call.method, call.url, call.upstream_url, call.req_headers,
-                                    call.status, call.resp_headers)),
+            (call.id, "res", ResponseWithMeta(RawJson(body) if whole_json else response, meta)),
         ]
         self._remember_prompt(summary.system_text, ident, writes, _provider(call.provider), call.req_headers)
         return writes

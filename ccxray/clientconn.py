@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from http import HTTPStatus
 import socket
+import ssl
 import time
 
 import h11
@@ -21,6 +22,7 @@ from .waits import readable_now, wait_readable
 
 RECV_BYTES = 65536
 MAX_HEAD_BYTES = 64 * 1024
+IOV_MAX = 1024  # buffers per sendmsg (the POSIX minimum of IOV_MAX)
 
 
 def reason_phrase(status: int) -> bytes:
@@ -160,6 +162,23 @@ class ClientConn:
         """Write bytes; a failure means the agent went away (ClientGone)."""
         try:
             self.sock.sendall(data)
+        except OSError as exc:
+            raise ClientGone(f"client went away while we answered: {exc}") from exc
+
+    def send_pieces(self, pieces: list[bytes]) -> None:
+        """Write several buffers as one (``sendmsg``: no copy to join them); ClientGone on failure."""
+        if isinstance(self.sock, ssl.SSLSocket) or len(pieces) < 2:
+            self.sendall(b"".join(pieces))
+            return
+        views = [memoryview(p) for p in pieces if p]
+        try:
+            while views:
+                sent = self.sock.sendmsg(views[:IOV_MAX])
+                while sent:  # a partial write: drop what went, go on from there
+                    if sent < len(views[0]):
+                        views[0], sent = views[0][sent:], 0
+                    else:
+                        sent -= len(views.pop(0))
         except OSError as exc:
             raise ClientGone(f"client went away while we answered: {exc}") from exc
 

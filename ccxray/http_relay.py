@@ -4,10 +4,13 @@ Theory of operation (one thread, the client connection's):
 - The request body is already read (bounded by the body cap), so a request
   that fails on a reused keep-alive upstream connection before any response
   byte arrived is retried once on a fresh connection.
-- The response streams: each h11 Data event from upstream is encoded for the
-  client at once; bytes are flushed whenever we would block on upstream, so
-  the head goes out with the first body bytes when they arrived together and
-  an SSE event is never held back (no buffering, no added first-byte delay).
+- The response streams. h11 parses the head; a body framed by
+  Content-Length or chunked is then read by the relay itself (bodyframe),
+  each recv relayed whole at once in the client's framing, so the head goes
+  out with the first body bytes when they arrived together and an SSE event
+  is never held back (no buffering, no added first-byte delay), without an
+  h11 event per chunk. Any other body (read to close) goes through h11's
+  events, flushed whenever we would block on upstream.
 - While waiting on upstream we also watch the client socket: a client that
   hangs up releases the upstream connection at once.
 - Once the response head has gone out, an error can only be signalled by
@@ -23,6 +26,7 @@ from typing import Callable
 import h11
 
 from . import headers as hdr
+from .bodyframe import ChunkedDecoder, ChunkedError, LengthBody
 from .bodykeep import BodyKeeper
 from .clientconn import ClientConn
 from .config import Settings
@@ -55,6 +59,13 @@ def upstream_request_headers(req_headers: list[tuple[str, str]], route: Route, b
     return out
 
 
+def _keeps_alive(head: h11.Response) -> bool:
+    """Whether upstream may take another request on this connection after this answer."""
+    if head.http_version != b"1.1":
+        return False
+    return not any(n == b"connection" and b"close" in v.lower() for n, v in head.headers)
+
+
 def _wait_readable(up: UpstreamConn, client: ClientConn, timeout_s: float) -> None:
     """Block until upstream has bytes; raise ClientGone if the agent hangs up first."""
     def on_client() -> bool:
@@ -81,6 +92,8 @@ class Exchange:
         self.body = BodyKeeper(settings.record_max_bytes, settings.max_body_bytes,
                                f"{settings.logs_dir}/{call.id}_res.body")
         self.finished = False
+        self.head_only = False  # a HEAD request: the answer has no body whatever it says
+        self.head: h11.Response | None = None
 
     def run(self, req: h11.Request) -> bool:
         """Relay the exchange; True if the client connection may be reused.
@@ -88,6 +101,7 @@ class Exchange:
         Whatever happens, the call is recorded exactly once (an unexpected
         error still propagates to the connection's top frame, which logs it).
         """
+        self.head_only = req.method == b"HEAD"
         try:
             return self._run(req)
         finally:
@@ -144,6 +158,7 @@ class Exchange:
 
     def _stream(self, up: UpstreamConn, head: h11.Response) -> bool:
         call = self.call
+        self.head = head
         call.status = head.status_code
         call.resp_headers = decode_headers(list(head.headers.raw_items()))
         call.first_byte_s = time.monotonic() - self.t0
@@ -171,6 +186,59 @@ class Exchange:
         return True
 
     def _pump_body(self, up: UpstreamConn, out: bytearray, streaming: bool) -> None:
+        """Relay the body: a framed one (Content-Length, chunked) read by the
+        relay itself a recv at a time, any other (no body, read to close) by h11."""
+        reader = self._framed_reader()
+        if reader is None:
+            self._pump_events(up, out, streaming)
+        else:
+            self._pump_framed(up, out, reader)
+
+    def _framed_reader(self) -> LengthBody | ChunkedDecoder | None:
+        """How the response body is framed, when the relay can read it past h11."""
+        status = self.call.status or 0
+        if self.head_only or status in (204, 304) or status < 200:
+            return None
+        names = [(n.lower(), v) for n, v in self.call.resp_headers]
+        coding = [v for n, v in names if n == "transfer-encoding"]
+        if coding:  # h11 refused the head unless it ends in chunked
+            return ChunkedDecoder()
+        length = [v for n, v in names if n == "content-length"]
+        return LengthBody(int(length[0].split(",")[0])) if length else None
+
+    def _pump_framed(self, up: UpstreamConn, out: bytearray, reader: LengthBody | ChunkedDecoder) -> None:
+        """Each recv is relayed whole as soon as it is read: its payload goes to
+        the client as one piece in the client's framing (the head rides with
+        the first bytes already read with it). Then the upstream connection is
+        given back to the pool ready for its next request (body_read_outside)."""
+        data, closed = up.proto.trailing_data
+        while True:
+            try:
+                payload = reader.feed(data)
+            except ChunkedError as exc:
+                raise UpstreamProtocolError(f"{up.upstream.host}:{up.upstream.port} broke chunked framing: {exc}") from exc
+            pieces: list[bytes] = [bytes(out)] if out else []
+            if payload:
+                body = payload[0] if len(payload) == 1 else b"".join(payload)
+                self._keep(body)
+                pieces += self.client.h11.send_with_data_passthrough(h11.Data(data=body)) or []
+            if reader.done:
+                pieces.append(self.client.encode(h11.EndOfMessage()))
+                self.client.send_pieces(pieces)
+                up.body_read_outside(not reader.leftover and self.head is not None and _keeps_alive(self.head))
+                return
+            if pieces:
+                self.client.send_pieces(pieces)
+                out.clear()
+            if closed:
+                raise UpstreamProtocolError(f"{up.upstream.host}:{up.upstream.port} closed the connection "
+                                            "before the end of the response body")
+            _wait_readable(up, self.client, self.settings.read_timeout_s)
+            data = up.recv_some()
+            up.bytes_in += len(data)
+            closed = not data
+
+    def _pump_events(self, up: UpstreamConn, out: bytearray, streaming: bool) -> None:
         """Relay body events. Bytes go out whenever upstream has nothing more
         ready, every FLUSH_BYTES (bounded memory for large bodies) and, for a
         stream, right after its first chunk (the head and the first SSE event

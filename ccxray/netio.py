@@ -144,13 +144,17 @@ def open_socket(
         raise UpstreamConnectError(f"TLS handshake with {_where(up)} failed: {exc}") from exc
 
 
+def _client_proto() -> h11.Connection:
+    return h11.Connection(h11.CLIENT, max_incomplete_event_size=RECV_BYTES)
+
+
 @dataclass(eq=False)
 class UpstreamConn:
     """One upstream socket and the h11 client state machine that speaks on it."""
 
     upstream: Upstream
     sock: socket.socket
-    proto: h11.Connection = field(default_factory=lambda: h11.Connection(h11.CLIENT, max_incomplete_event_size=65536))
+    proto: h11.Connection = field(default_factory=_client_proto)
     idle_since: float = 0.0
     reused: bool = False
     bytes_in: int = 0  # bytes received in the current request/response cycle
@@ -191,8 +195,18 @@ class UpstreamConn:
     def close(self) -> None:
         close_quietly(self.sock)
 
+    def body_read_outside(self, reusable: bool) -> None:
+        """The relay read the response body past h11 (see bodyframe): h11 still
+        expects it, so a connection that may serve again gets a new state
+        machine, ready for its next request; one that may not is closed."""
+        if reusable:
+            self.proto = _client_proto()
+        else:
+            self.close()
+
     def is_reusable(self) -> bool:
-        return self.proto.our_state is h11.DONE and self.proto.their_state is h11.DONE
+        states = (self.proto.our_state, self.proto.their_state)
+        return states == (h11.DONE, h11.DONE) or states == (h11.IDLE, h11.IDLE)
 
 
 def _looks_alive(sock: socket.socket) -> bool:
@@ -251,7 +265,8 @@ class UpstreamPool:
         """An idle connection to ``up`` if one is alive, else a new one."""
         conn = None if fresh else self._take_idle(up)
         if conn is not None:
-            conn.proto.start_next_cycle()
+            if conn.proto.our_state is not h11.IDLE:  # IDLE: a new state machine already
+                conn.proto.start_next_cycle()
             conn.reused = True
             conn.bytes_in = 0
             return conn

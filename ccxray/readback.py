@@ -14,7 +14,7 @@ from typing import Any
 
 from .offsets import IndexOffsets
 from .reqdelta import MAX_CHAIN_DEPTH, Sources, UnpackError, is_packed, parse_delta, unpack
-from .store import INDEX_NAME, is_safe_id, iter_index, read_index
+from .store import FOLDED_RESPONSE, INDEX_NAME, is_safe_id, iter_index, read_index
 
 MAX_HOPS = 4 * MAX_CHAIN_DEPTH  # compact may extend a chain the proxy started; a cycle stops here
 
@@ -136,12 +136,36 @@ def inflate(logs_dir: Path, stored: object, path: Path) -> object:
         raise ReadBackError(path, str(exc)) from None
 
 
-def read_part(logs_dir: Path, call_id: str, part: str) -> object:
-    """A response or meta sidecar as stored; None if missing, ReadBackError if corrupt."""
+def _load_part(logs_dir: Path, call_id: str, part: str) -> object:
     path = logs_dir / f"{call_id}_{part}.json"
     if not is_safe_id(call_id) or not path.exists():
         return None
     return load_json(path)
+
+
+def unfold_response(stored: object) -> tuple[object, object] | None:
+    """(response, meta) of a response sidecar that carries its call's meta, else None."""
+    if isinstance(stored, dict) and stored.get("$ccxray") == FOLDED_RESPONSE and "response" in stored:
+        return stored["response"], stored.get("meta")
+    return None
+
+
+def _response_and_meta(logs_dir: Path, call_id: str) -> tuple[object, object]:
+    """Both from the response sidecar, or (older logs, WebSocket connections) from two files."""
+    stored = _load_part(logs_dir, call_id, "res")
+    folded = unfold_response(stored)
+    if folded is not None:
+        return folded
+    return stored, _load_part(logs_dir, call_id, "meta")
+
+
+def read_part(logs_dir: Path, call_id: str, part: str) -> object:
+    """The response (``res``) or meta (``meta``) of a call, whichever file holds it;
+    None if missing, ReadBackError if corrupt."""
+    if part in ("res", "meta"):
+        response, meta = _response_and_meta(logs_dir, call_id)
+        return response if part == "res" else meta
+    return _load_part(logs_dir, call_id, part)
 
 
 def find_line(logs_dir: Path, call_id: str, offsets: IndexOffsets | None) -> dict[str, Any] | None:
@@ -171,8 +195,9 @@ def read_call(logs_dir: Path, call_id: str, offsets: IndexOffsets | None = None)
     line = find_line(logs_dir, call_id, offsets)
     if line is None:
         return None
-    return {**line, "request": read_request(logs_dir, call_id),
-            "response": read_part(logs_dir, call_id, "res"), "meta": read_part(logs_dir, call_id, "meta")}
+    response, meta = _response_and_meta(logs_dir, call_id)
+    return {**line, "request": read_request(logs_dir, call_id), "response": response, "meta": meta}
 
 
-__all__ = ["ReadBackError", "find_line", "inflate", "load_json", "read_call", "read_part", "read_request", "read_request_file"]
+__all__ = ["ReadBackError", "find_line", "inflate", "load_json", "read_call", "read_part", "read_request", "read_request_file",
+           "unfold_response"]

@@ -31,7 +31,7 @@ from typing import Any, Callable, Union
 
 from .assemble import Assembler, Writes
 from .record import HttpCall, IdFactory, WsClosed, WsFrame, WsOpened
-from .store import Store, dumps_line
+from .store import ResponseWithMeta, Store, dumps_line
 
 log = logging.getLogger("ccxray.recorder")
 
@@ -240,7 +240,9 @@ class Recorder:
     def _drop_bodies(self, writes: Writes) -> None:
         self.sidecars_dropped += 1
         writes.raw.clear()
-        writes.sidecars = [entry for entry in writes.sidecars if entry[1] == "meta"]
+        writes.sidecars = [(call_id, part, ResponseWithMeta(None, obj.meta) if isinstance(obj, ResponseWithMeta) else obj)
+                           for call_id, part, obj in writes.sidecars
+                           if part == "meta" or isinstance(obj, ResponseWithMeta)]
         for line in writes.lines:
             line["sidecarsDropped"] = True
 

@@ -1,7 +1,9 @@
 """On-disk log: the NDJSON index, per-call sidecars, content-addressed shared files.
 
 Layout under ``logs/``: ``index.ndjson`` (one JSON object per line),
-``{id}_req.json`` / ``{id}_res.json`` / ``{id}_meta.json`` and ``shared/``.
+``{id}_req.json`` / ``{id}_res.json`` and ``shared/``. An HTTP call's meta
+(method, URLs, headers) rides in its ``_res.json`` (:class:`ResponseWithMeta`);
+older logs, and WebSocket connections, have a ``{id}_meta.json`` of their own.
 
 Invariants: an index line is written with a single ``os.write`` on an
 O_APPEND descriptor, so concurrent writers (threads or processes) never
@@ -32,6 +34,29 @@ class RawJson:
     """Bytes already known to be one JSON document: written as they are."""
 
     data: bytes
+
+
+FOLDED_RESPONSE = "res"  # the "$ccxray" marker of a response sidecar that carries its meta
+
+
+@dataclass(frozen=True)
+class ResponseWithMeta:
+    """An HTTP call's response sidecar with its meta folded in: one file created per
+    call instead of two. Written as ``{"$ccxray": "res", "response": R, "meta": M}``
+    (the response first: a search reads the file's head)."""
+
+    response: object
+    meta: object
+
+
+def encode_json(obj: object) -> bytes:
+    """A sidecar's bytes (RawJson as it is; a folded response around its two parts)."""
+    if isinstance(obj, RawJson):
+        return obj.data
+    if isinstance(obj, ResponseWithMeta):
+        return b"".join((b'{"$ccxray":"', FOLDED_RESPONSE.encode(), b'","response":', encode_json(obj.response),
+                         b',"meta":', encode_json(obj.meta), b"}"))
+    return json.dumps(obj, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass")
 
 
 def dumps_line(obj: object) -> bytes:
@@ -166,9 +191,7 @@ class Store:
     def _write_json(self, path: str | Path, obj: object) -> None:
         """Write a sidecar. No temp file and rename: its index line is appended
         only after this returns, and readers find sidecars through the index."""
-        data = obj.data if isinstance(obj, RawJson) else json.dumps(
-            obj, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass")
-        write_file(path, data)
+        write_file(path, encode_json(obj))
 
     def write_sidecar(self, call_id: str, part: str, obj: object) -> None:
         """Write ``{id}_{part}.json``; refuses ids that are not safe file names."""

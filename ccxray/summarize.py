@@ -19,7 +19,7 @@ from .totals import usage_tokens
 from .sessions import Header, Identity, header, identify
 from .wire import RequestFacts, ResponseFacts, anthropic, loads_json, openai
 from .wire.codex_ws import Turn
-from .wire.sse import event_to_json, parse_sse
+from .wire.sse import events_to_json, parse_sse
 
 FIELD_NAMES = (
     "sessionId", "sessionInferred", "agent", "agentType", "isSubagent", "cwd", "model", "usage",
@@ -48,6 +48,7 @@ class Summary:
     request_is_json: bool = False   # the request body bytes are the recorded JSON as they are
     response_is_json: bool = False  # likewise for the (decoded) response body
     response_is_raw: bool = False   # a large non-JSON body: store its bytes beside the sidecar
+    response_json: bytes | None = None  # ``response`` as JSON text (SSE: made from the events' own text)
 
     @property
     def system_text(self) -> str | None:
@@ -85,7 +86,7 @@ RAW_BODY_BYTES = 64 * 1024  # a non-JSON body above this is kept as raw bytes, n
 def _parse_response(resp_headers: Sequence[Header], body: bytes) -> tuple[object, bool, bool]:
     """(recorded response: SSE event list, parsed JSON, text or None, is_sse, is_json)."""
     if _is_sse(resp_headers, body):
-        return [event_to_json(ev) for ev in parse_sse(body)], True, False
+        return events_to_json(parse_sse(body)), True, False
     if not body:
         return None, False, False
     ok, value = loads_json(body)
@@ -178,6 +179,9 @@ def summarize_http(provider: str, req_headers: Sequence[Header], req_body: bytes
     """
     request, request_is_json = _parse_body(req_body)
     response, is_sse, response_is_json = _parse_response(resp_headers, resp_body)
+    response_json = None
+    if is_sse:  # the events, and the JSON text of their list as it will be stored
+        response, response_json = response  # type: ignore[misc]
     req_facts, res_facts = _facts(provider, request, response, is_sse)
     ident = identify(provider, req_headers, request)
     fields = identity_fields(ident)
@@ -187,6 +191,7 @@ def summarize_http(provider: str, req_headers: Sequence[Header], req_body: bytes
                    fields={name: fields.get(name) for name in FIELD_NAMES},
                    identity=ident, request_facts=req_facts, response_facts=res_facts,
                    request_is_json=request_is_json, response_is_json=response_is_json,
+                   response_json=response_json,
                    response_is_raw=not is_sse and not response_is_json and len(resp_body) > RAW_BODY_BYTES)
 
 

@@ -199,7 +199,8 @@ class SharedProxy:
         return wait_until(ready, timeout, what)  # type: ignore[no-any-return]
 
     def sidecar(self, call_id: str, part: str) -> Any:
-        return json.loads((self.logs / f"{call_id}_{part}.json").read_text())
+        from .conftest import read_sidecar
+        return read_sidecar(self.logs, call_id, part)
 
     def stop(self) -> None:
         from ccxray.hub import stop

@@ -87,7 +87,7 @@ def test_spilled_stream_is_summarized_from_its_ends(tmp_path):
     assert line["model"] == "claude-sonnet-4-5" and line["stopReason"] == "end_turn"
     assert line["usage"]["output_tokens"] == 4321 and line["usage"]["input_tokens"] == 11
     assert line["responseTruncated"] is True and line["isSSE"] is True
-    (res,) = [obj for cid, part, obj in writes.sidecars if part == "res"]
+    (res,) = [obj.response for cid, part, obj in writes.sidecars if part == "res"]
     assert res == {"bodyFile": "big1_res.body", "size": 123 * MB, "spilled": True, "truncated": True}
     assert not writes.raw
 

@@ -32,7 +32,7 @@ from ccxray.store import read_index
 from tools.fake_upstream import FakeUpstream
 
 from . import realclients as rc
-from .conftest import ROOT, proxy_env, wait_until
+from .conftest import ROOT, proxy_env, read_sidecar, wait_until
 from .hubagents import SharedProxy, shared_proxy_env
 
 pytestmark = pytest.mark.slow
@@ -341,5 +341,6 @@ def test_codex_chatgpt_login_websocket_through_proxy(codex_bin: str, fake: FakeU
     # the secrets may appear; a real upstream does not echo them.
     echoed = frozenset(f"{l['id']}_res.json" for l in proxy.lines() if l["url"].startswith("/v1/api/codex/"))
     for name in echoed:
-        assert set(json.loads((proxy.logs / name).read_text())) == {"method", "target", "headers", "body"}
+        echo = read_sidecar(proxy.logs, name[:-len("_res.json")], "res")
+        assert set(echo) == {"method", "target", "headers", "body"}
     assert_no_secrets(proxy.logs, rc.CHATGPT_ACCOUNT, jwt, rc.CHATGPT_REFRESH, skip=echoed)

@@ -42,6 +42,7 @@ from websockets.sync.server import ServerConnection, serve
 
 from ccxray.config import load_settings
 from ccxray.server import ProxyServer
+from ccxray.readback import read_part
 from ccxray.store import read_index
 from tests import realclients as rc
 from tools.fake_upstream import FakeUpstream
@@ -170,7 +171,8 @@ def entry_of(logs: Path, predicate: Callable[[Json], bool]) -> Json:
 
 
 def sidecar(logs: Path, call_id: str, part: str) -> Any:
-    return json.loads((logs / f"{call_id}_{part}.json").read_text(encoding="utf-8"))
+    """A response or meta as read back (an HTTP call's meta rides in its response sidecar)."""
+    return read_part(logs, call_id, part)
 
 
 def record_http(out: Path, name: str, fake: FakeUpstream, logs: Path, clean: Callable[[str], str]) -> None:

@@ -61,9 +61,14 @@ def _reject_constant(name: str) -> object:
     raise _NotJson(name)
 
 
+_STRICT = json.JSONDecoder(parse_constant=_reject_constant)  # one decoder: json.loads builds one a call
+
+
 def loads_json(text: str | bytes) -> tuple[bool, object]:
     """Parse strict JSON; returns (True, value) or (False, None). Never raises."""
     try:
+        if isinstance(text, str):
+            return True, _STRICT.decode(text)
         return True, json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError, TypeError):
         return False, None

@@ -14,6 +14,7 @@ Invariants: `_buf` never holds a line terminator; `feed` never raises.
 from __future__ import annotations
 
 import codecs
+import json
 import re
 from dataclasses import dataclass
 
@@ -104,12 +105,57 @@ class SseParser:
 
 
 def parse_sse(data: bytes) -> list[SseEvent]:
-    """All complete events of a whole SSE body."""
-    parser = SseParser()
-    return parser.feed(data) + parser.close()
+    """All complete events of a whole SSE body: what SseParser gives for it in
+    any chunking, in one pass over its lines (the recorder reads whole bodies;
+    the parser's per-feed bookkeeping costs it ~3x)."""
+    text = data.decode("utf-8", "replace")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = text.split("\n")
+    lines.pop()  # the unterminated last line (or "" after a final line end) is never dispatched
+    events: list[SseEvent] = []
+    event_type, last_id = "", ""
+    data_lines: list[str] = []
+    for line in lines:
+        if not line:
+            if data_lines:
+                events.append(SseEvent(event_type or None, "\n".join(data_lines), last_id or None))
+                data_lines = []
+            event_type = ""
+            continue
+        name, colon, value = line.partition(":")
+        if colon and value[:1] == " ":
+            value = value[1:]
+        if name == "data":
+            data_lines.append(value)
+        elif name == "event":
+            event_type = value
+        elif name == "id" and "\0" not in value:
+            last_id = value
+    return events
 
 
 def event_to_json(ev: SseEvent) -> dict[str, object]:
     """How an SSE event is recorded: `{"event": name|None, "data": JSON value or the string}`."""
     ok, value = loads_json(ev.data)
     return {"event": ev.event, "data": value if ok else ev.data}
+
+
+def events_to_json(events: list[SseEvent]) -> tuple[list[dict[str, object]], bytes]:
+    """``event_to_json`` of each event, and the JSON bytes of that list made from
+    the events' own text: a data that parsed is valid JSON as it stands, so the
+    recorder writes it as it came instead of encoding it again."""
+    parsed: list[dict[str, object]] = []
+    parts: list[str] = []
+    names: dict[str | None, str] = {None: "null"}  # a stream uses a handful of event names
+    for ev in events:
+        ok, value = loads_json(ev.data)
+        parsed.append({"event": ev.event, "data": value if ok else ev.data})
+        name = names.get(ev.event)
+        if name is None:
+            name = names[ev.event] = json.dumps(ev.event, ensure_ascii=False)
+        data = ev.data if ok else json.dumps(ev.data, ensure_ascii=False)
+        parts.append(f'{{"event":{name},"data":{data}}}')
+    return parsed, ("[" + ",".join(parts) + "]").encode("utf-8", "surrogatepass")

@@ -117,6 +117,14 @@ def _frame_record(frame: WsFrame, started: float, parsed: bool, turn_ref: str | 
     return head + ',"text":' + json.dumps(frame.text, ensure_ascii=False) + "}"
 
 
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
 def _spilled_sample(head: bytes, call: HttpCall) -> bytes:
     """A body that outgrew memory, summarized from its ends: the head up to its
     last whole SSE event, then the tail from its first (usage and stop reason
@@ -294,19 +302,19 @@ class Assembler:
             frame.truncated = True
         elif frame.text is not None:
             state.kept_bytes += frame.size
-        value: object = None
-        parsed = False
-        if frame.text is not None and not frame.truncated:
-            try:
-                value, parsed = json.loads(frame.text), True
-            except ValueError:
-                pass
+        text = None if frame.truncated else frame.text
+        request = state.tracker.opens_turn(frame.direction, text)
         turn_ref = None
-        if parsed and frame.direction == "c2u" and isinstance(value, dict) and value.get("type") == "response.create":
+        if request is not None:
             turn_ref = f"{state.opened.id}-t{state.creates}"
             state.creates += 1
+            turns = state.tracker.open_turn(request, frame.ts, frame.size)
+        elif frame.direction == "u2c":
+            turns = state.tracker.on_frame(frame.direction, frame.ts, text, frame.size)
+        else:
+            turns = []
+        parsed = text is not None and (request is not None or _is_json(text))
         state.frames[frame.direction].append(_frame_record(frame, state.opened.started, parsed, turn_ref))
-        turns = state.tracker.on_event(frame.direction, frame.ts, value, frame.size)
         return self._turn_writes(state, turns) if turns else None
 
     def _turn_writes(self, state: _WsState, turns: list[Turn]) -> Writes:

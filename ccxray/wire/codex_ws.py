@@ -8,19 +8,79 @@ belongs to it. Codex sends one `response.create` at a time; one arriving
 while a turn is still open ends that turn as partial. `finish()` (the
 connection ended) returns the open turn as partial.
 
+Frames are parsed lazily: an event's type is read from its first bytes
+(``{"type":"...``, how every real capture starts; anything else is parsed
+whole), and only what the turn's facts need is decoded: the
+`response.create`, the terminal or error event, the events the response
+fold reads, and the first candidate for the first token. Deltas are decoded
+only when the terminal output does not settle what they would add (see
+`openai.fold_settled`); the facts are those of decoding every frame.
+
 Timestamps are the caller's clock in seconds (e.g. `time.time()`); the
 tracker never reads a clock. Non-JSON and binary frames are ignored.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from typing import Callable
 
-from . import RequestFacts, ResponseFacts, as_dict, get_dict, loads_json
+from . import RequestFacts, ResponseFacts, as_dict, get_dict
 from . import openai
 
 _FIRST_TOKEN_ITEMS = frozenset({"message", "function_call", "custom_tool_call"})
 SUPERSEDED = "superseded by a new response.create before the turn ended"
+CREATE = "response.create"
+_TEXT_DELTA = "response.output_text.delta"
+_ITEM_ADDED = "response.output_item.added"
+_DELTAS = frozenset({_TEXT_DELTA, "response.function_call_arguments.delta", "response.custom_tool_call_input.delta"})
+_ENDS = openai.TERMINAL_EVENTS | {"error"}
+_FOLDED = openai.FOLDED_EVENTS - _DELTAS  # decoded for the fold whatever the deltas do
+_HEADS = ('{"type":"', '{"type": "')
+# one value from an index, without loads()'s whitespace regexes: half its cost on a small frame
+_SCAN: Callable[[str, int], tuple[object, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+_UNSET = object()
+
+
+def event_kind(text: str) -> str | None:
+    """The `type` an event's text opens with (``{"type":"...``), or None when it
+    does not open so (the caller parses it whole)."""
+    for head in _HEADS:
+        if text.startswith(head):
+            end = text.find('"', len(head))
+            kind = text[len(head):end] if end > 0 else "\\"
+            return None if "\\" in kind else kind
+    return None
+
+
+def decode(text: str) -> object:
+    """The JSON value of ``text`` (as ``json.loads``), or None when it is not JSON."""
+    try:
+        value, end = _SCAN(text, 0)
+        if end == len(text):
+            return value
+    except (StopIteration, ValueError, RecursionError):
+        pass
+    try:
+        return json.loads(text)  # leading or trailing whitespace, or not JSON at all
+    except (ValueError, RecursionError):
+        return None
+
+
+class Event:
+    """One upstream frame of a turn: its type from its head, decoded on demand."""
+
+    __slots__ = ("kind", "text", "ts", "_value")
+
+    def __init__(self, kind: str | None, text: str, ts: float, value: object = _UNSET) -> None:
+        self.kind, self.text, self.ts, self._value = kind, text, ts, value
+
+    def value(self) -> dict[str, object] | None:
+        """The frame as a JSON object, None when it is not one."""
+        if self._value is _UNSET:
+            self._value = as_dict(decode(self.text))
+        return self._value  # type: ignore[return-value]
 
 
 @dataclass
@@ -34,13 +94,18 @@ class Turn:
     request: dict[str, object]
     request_facts: RequestFacts
     response: ResponseFacts
-    events: list[dict[str, object]]
+    frames: list[Event]
     request_kind: str
     first_token_ts: float | None
     partial: bool
     error: str | None
     bytes_c2u: int = 0
     bytes_u2c: int = 0
+
+    @property
+    def events(self) -> list[dict[str, object]]:
+        """The upstream events of the turn, decoded (frames that are not JSON objects left out)."""
+        return [v for v in (e.value() for e in self.frames) if v is not None]
 
     @property
     def elapsed_ms(self) -> float:
@@ -61,17 +126,38 @@ class _OpenTurn:
     started: float
     request: dict[str, object]
     size: int
-    events: list[dict[str, object]] = field(default_factory=list)
-    first_token_ts: float | None = None
+    frames: list[Event] = field(default_factory=list)
     bytes_u2c: int = 0
 
 
 def _is_first_token(event: dict[str, object]) -> bool:
     kind = event.get("type")
-    if kind == "response.output_text.delta":
+    if kind == _TEXT_DELTA:
         return True
     item = get_dict(event, "item")
-    return kind == "response.output_item.added" and item is not None and item.get("type") in _FIRST_TOKEN_ITEMS
+    return kind == _ITEM_ADDED and item is not None and item.get("type") in _FIRST_TOKEN_ITEMS
+
+
+def _first_token_ts(frames: list[Event]) -> float | None:
+    """When the first output came: the first frame that decodes as a first token
+    (only frames whose head says they could be one are decoded)."""
+    for event in frames:
+        if event.kind in (_TEXT_DELTA, _ITEM_ADDED) or event.kind is None:
+            value = event.value()
+            if value is not None and _is_first_token(value):
+                return event.ts
+    return None
+
+
+def _fold(frames: list[Event]) -> ResponseFacts:
+    """The response facts, decoding deltas only when the rest does not settle them."""
+    rest = [v for v in (e.value() for e in frames if e.kind is None or e.kind in _FOLDED) if v is not None]
+    if not any(e.kind in _DELTAS for e in frames):
+        return openai.fold_events(rest)
+    settled = openai.fold_settled(rest)
+    if settled is not None:
+        return settled
+    return openai.fold_events(v for v in (e.value() for e in frames) if v is not None)
 
 
 def _error_text(err: dict[str, object]) -> str:
@@ -88,22 +174,24 @@ class TurnTracker:
         self._next_index = 0
 
     def on_frame(self, direction: str, ts: float, text: str | None, size: int) -> list[Turn]:
-        """Account one frame ("c2u"/"u2c"; text None for binary); returns the turns it ended."""
+        """Account one frame ("c2u"/"u2c"; text None for binary or unrecorded); returns the turns it ended."""
         if text is None:
             return []
-        ok, value = loads_json(text)
-        return self.on_event(direction, ts, value if ok else None, size)
-
-    def on_event(self, direction: str, ts: float, value: object, size: int) -> list[Turn]:
-        """Like on_frame, for a frame the caller already parsed (None if it was not JSON)."""
-        event = as_dict(value)
-        if event is None:
-            return []
         if direction == "c2u":
-            return self._client_event(event, ts, size)
+            return self._client_frame(text, ts, size)
         if direction == "u2c" and self._open is not None:
-            return self._upstream_event(self._open, event, ts, size)
+            return self._upstream_frame(self._open, text, ts, size)
         return []
+
+    def opens_turn(self, direction: str, text: str | None) -> dict[str, object] | None:
+        """The request when this frame is a `response.create` (decoded once: `on_frame` reuses it)."""
+        if direction != "c2u" or text is None:
+            return None
+        kind = event_kind(text)
+        if kind is not None and kind != CREATE:
+            return None
+        event = as_dict(decode(text))
+        return event if event is not None and event.get("type") == CREATE else None
 
     def finish(self, ts: float, reason: str) -> list[Turn]:
         """The connection ended: the open turn, if any, as a partial turn with `error=reason`."""
@@ -111,23 +199,31 @@ class TurnTracker:
             return []
         return [self._close(ts, partial=True, error=reason)]
 
-    def _client_event(self, event: dict[str, object], ts: float, size: int) -> list[Turn]:
-        if event.get("type") != "response.create":
+    def _client_frame(self, text: str, ts: float, size: int, request: dict[str, object] | None = None) -> list[Turn]:
+        event = request if request is not None else self.opens_turn("c2u", text)
+        if event is None:
             return []
+        return self.open_turn(event, ts, size)
+
+    def open_turn(self, request: dict[str, object], ts: float, size: int) -> list[Turn]:
+        """A `response.create` already decoded (see `opens_turn`); returns the turn it superseded."""
         done = self.finish(ts, SUPERSEDED)
-        self._open = _OpenTurn(index=self._next_index, started=ts, request=event, size=size)
+        self._open = _OpenTurn(index=self._next_index, started=ts, request=request, size=size)
         self._next_index += 1
         return done
 
-    def _upstream_event(self, turn: _OpenTurn, event: dict[str, object], ts: float, size: int) -> list[Turn]:
-        turn.events.append(event)
+    def _upstream_frame(self, turn: _OpenTurn, text: str, ts: float, size: int) -> list[Turn]:
+        kind = event_kind(text)
+        event = Event(kind, text, ts)
+        if kind is None or kind in _ENDS:
+            value = event.value()
+            if value is None:
+                return []  # not a JSON object: not an event of the turn
+            named = value.get("type")
+            kind = event.kind = named if isinstance(named, str) else None  # None: folded whole, whatever it is
+        turn.frames.append(event)
         turn.bytes_u2c += size
-        if turn.first_token_ts is None and _is_first_token(event):
-            turn.first_token_ts = ts
-        kind = event.get("type")
-        if kind in openai.TERMINAL_EVENTS:
-            return [self._close(ts, partial=False, error=None)]
-        if kind == "error":
+        if kind in _ENDS:
             return [self._close(ts, partial=False, error=None)]
         return []
 
@@ -135,16 +231,16 @@ class TurnTracker:
         turn, self._open = self._open, None
         if turn is None:
             raise AssertionError("no open turn to close")
-        response = openai.fold_events(turn.events)
-        response.first_token_ts = turn.first_token_ts
+        response = _fold(turn.frames)
+        response.first_token_ts = _first_token_ts(turn.frames)
         return Turn(
             connection_id=self.connection_id, index=turn.index, started=turn.started, ended=ts,
             request=turn.request, request_facts=openai.request_facts(turn.request), response=response,
-            events=turn.events, request_kind="prewarm" if turn.request.get("generate") is False else "turn",
-            first_token_ts=turn.first_token_ts, partial=partial,
+            frames=turn.frames, request_kind="prewarm" if turn.request.get("generate") is False else "turn",
+            first_token_ts=response.first_token_ts, partial=partial,
             error=error if error is not None or response.error is None else _error_text(response.error),
             bytes_c2u=turn.size, bytes_u2c=turn.bytes_u2c,
         )
 
 
-__all__ = ["Turn", "TurnTracker", "SUPERSEDED"]
+__all__ = ["CREATE", "Event", "SUPERSEDED", "Turn", "TurnTracker", "decode", "event_kind"]

@@ -328,6 +328,37 @@ _HANDLERS = {
 }
 
 
+FOLDED_EVENTS = frozenset(_HANDLERS) | TERMINAL_EVENTS  # event types that change a fold (typed events)
+
+
+def _settled_text(st: _Stream) -> bool:
+    """Whether text deltas cannot change the line: the final output gives every
+    message its text, and that text does not open like a generated title (deltas
+    of items it does not name would only be appended after it)."""
+    if not st.final_output:
+        return False
+    texts = []
+    for item in _output_items(st):
+        if item.get("type") == "message":
+            parts = [get_str(as_dict(p), "text") or "" for p in get_list(item, "content") or []
+                     if (as_dict(p) or {}).get("type") in ("output_text", "text")]
+            if not any(parts):
+                return False
+            texts.append("".join(parts))
+    head = "".join(texts).lstrip()
+    return bool(head) and not head.startswith("{")
+
+
+def fold_settled(events: Iterable[object]) -> ResponseFacts | None:
+    """Facts of a stream from its events other than deltas, when the terminal
+    output settles what the deltas would add (see `_settled_text`; tool-call
+    arguments then come from the output items), else None: fold them all."""
+    fold = _Fold()
+    for event in events:
+        fold.event(event)
+    return fold.facts() if _settled_text(fold.st) else None
+
+
 def fold_events(events: Iterable[object]) -> ResponseFacts:
     """Facts of a streamed response from its event dicts (SSE data or WebSocket frames), in order."""
     fold = _Fold()

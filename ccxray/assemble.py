@@ -18,7 +18,7 @@ from .pricing import PriceTable
 from .reqdelta import Chains
 from .record import HttpCall, WsClosed, WsFrame, WsOpened, index_line, iso_ms
 from .store import RawJson, ResponseWithMeta
-from .sessions import Identity, SessionTracker, identify, prompt_hash
+from .sessions import CodexHeaders, Identity, SessionTracker, codex_headers, identify, identify_codex, prompt_hash
 from .summarize import Summary, identity_fields, summarize_http, summarize_turn
 from .wire.codex_ws import Turn, TurnTracker
 
@@ -42,6 +42,7 @@ class _WsState:
     opened: WsOpened
     identity: Identity
     tracker: TurnTracker
+    headers: CodexHeaders  # the upgrade's, read once for every turn
     frames: dict[str, list[str]] = field(default_factory=lambda: {"c2u": [], "u2c": []})
     kept_bytes: int = 0
     turns: int = 0
@@ -274,7 +275,7 @@ class Assembler:
 
     def _ws_opened(self, opened: WsOpened) -> None:
         ident = self.sessions.resolve(identify(_provider(opened.provider), opened.req_headers, None), opened.started)
-        self._ws[opened.id] = _WsState(opened, ident, TurnTracker(opened.id))
+        self._ws[opened.id] = _WsState(opened, ident, TurnTracker(opened.id), codex_headers(opened.req_headers))
 
     def _ws_frame(self, frame: WsFrame) -> Writes | None:
         state = self._ws.get(frame.conn_id)
@@ -322,7 +323,7 @@ class Assembler:
         for turn in turns:
             state.turns += 1
             turn_id = f"{state.opened.id}-t{turn.index}"
-            ident = identify("openai", state.opened.req_headers, turn.request)
+            ident = identify_codex(state.headers, turn.request)
             system_text = turn.request_facts.system_text
             ident = self.sessions.resolve(ident if ident.session_id else state.identity, turn.started, system_text)
             self._remember_prompt(system_text, ident, writes, "openai", state.opened.req_headers)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Sequence
 
 from .wire import anthropic as anthropic_wire
@@ -121,20 +121,41 @@ def _identify_claude(headers: Sequence[Header], body: dict[str, object] | None) 
 
 # -- Codex ----------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class CodexHeaders:
+    """What a Codex request's headers say, read once (a WebSocket's upgrade serves all its turns)."""
+
+    session_id: str | None = None
+    thread_id: str | None = None
+    agent_type: str | None = None      # x-openai-agent-type / x-codex-agent-type
+    subagent: str | None = None        # x-openai-subagent
+    is_codex_client: bool = False      # originator or user-agent names codex
+    meta: Mapping[str, object] = field(default_factory=dict)  # x-codex-turn-metadata
+
+
+def codex_headers(headers: Sequence[Header]) -> CodexHeaders:
+    """The identity parts of Codex request headers."""
+    originator = (header(headers, "originator") or "").lower()
+    agent = (header(headers, "user-agent") or "").lower()
+    return CodexHeaders(
+        session_id=header(headers, "session-id", "session_id", "x-openai-session-id"),
+        thread_id=header(headers, "thread-id", "thread_id"),
+        agent_type=header(headers, "x-openai-agent-type", "x-codex-agent-type"),
+        subagent=header(headers, "x-openai-subagent"),
+        is_codex_client=originator.startswith("codex") or agent.startswith("codex"),
+        meta=_json_object(header(headers, "x-codex-turn-metadata")) or {},
+    )
+
+
 @dataclass
 class _CodexSources:
-    headers: Sequence[Header]
+    headers: CodexHeaders
     body: dict[str, object]
     metadata: dict[str, object]
     client: dict[str, object]
-    header_meta: dict[str, object]
     body_meta: dict[str, object]
     is_frame: bool
-
-    @property
-    def meta(self) -> dict[str, object]:
-        """Turn metadata: the body's over the header's (the frame's own turn wins)."""
-        return {**self.header_meta, **self.body_meta}
+    meta: dict[str, object]  # turn metadata: the body's over the header's (the frame's own turn wins)
 
     @property
     def turn_meta(self) -> dict[str, object]:
@@ -142,21 +163,19 @@ class _CodexSources:
         return self.body_meta if self.is_frame else self.meta
 
 
-def _codex_sources(headers: Sequence[Header], raw_body: object) -> _CodexSources:
+def _codex_sources(headers: CodexHeaders, raw_body: object) -> _CodexSources:
     body = as_dict(raw_body) or {}
     client = get_dict(body, "client_metadata") or {}
+    body_meta = _json_object(client.get("x-codex-turn-metadata")) or {}
     return _CodexSources(
         headers=headers, body=body, metadata=get_dict(body, "metadata") or {}, client=client,
-        header_meta=_json_object(header(headers, "x-codex-turn-metadata")) or {},
-        body_meta=_json_object(client.get("x-codex-turn-metadata")) or {},
-        is_frame=body.get("type") == "response.create",
+        body_meta=body_meta, is_frame=body.get("type") == "response.create",
+        meta={**headers.meta, **body_meta} if body_meta else dict(headers.meta),
     )
 
 
 def _is_codex(src: _CodexSources) -> bool:
-    originator = (header(src.headers, "originator") or "").lower()
-    agent = (header(src.headers, "user-agent") or "").lower()
-    return originator.startswith("codex") or agent.startswith("codex") or bool(src.header_meta or src.body_meta)
+    return src.headers.is_codex_client or bool(src.headers.meta or src.body_meta)
 
 
 def _agent_name_type(name: str | None) -> str | None:
@@ -170,16 +189,15 @@ def _agent_name_type(name: str | None) -> str | None:
 def _codex_agent_type(src: _CodexSources) -> str | None:
     meta = src.meta
     value = _first(
-        header(src.headers, "x-openai-agent-type", "x-codex-agent-type"),
-        get_str(meta, "agent_type"), get_str(src.metadata, "agent_type"),
-        header(src.headers, "x-openai-subagent"), get_str(meta, "subagent_kind"),
+        src.headers.agent_type, get_str(meta, "agent_type"), get_str(src.metadata, "agent_type"),
+        src.headers.subagent, get_str(meta, "subagent_kind"),
         _agent_name_type(get_str(meta, "agent_name")),
     )
     return value.lower() if value else None
 
 
 def _codex_is_subagent(src: _CodexSources) -> bool:
-    flag = header(src.headers, "x-openai-subagent")
+    flag = src.headers.subagent
     if flag is not None and flag.lower() not in _FALSEY:
         return True
     if src.meta.get("thread_source") == "subagent" or src.metadata.get("thread_source") == "subagent":
@@ -208,19 +226,19 @@ def _codex_request_kind(src: _CodexSources) -> str | None:
     return kind or ("turn" if src.is_frame else None)
 
 
-def _identify_codex(headers: Sequence[Header], raw_body: object) -> Identity:
+def identify_codex(headers: CodexHeaders, raw_body: object) -> Identity:
+    """Identity of a Codex call from its headers (read once by `codex_headers`) and parsed body."""
     src = _codex_sources(headers, raw_body)
     meta, client, metadata = src.meta, src.client, src.metadata
     return Identity(
-        session_id=_first(
-            header(headers, "session-id", "session_id", "x-openai-session-id"), get_str(meta, "session_id"),
-            get_str(client, "session_id"), get_str(metadata, "session_id")),
+        session_id=_first(headers.session_id, get_str(meta, "session_id"),
+                          get_str(client, "session_id"), get_str(metadata, "session_id")),
         agent="codex" if _is_codex(src) else None,
         agent_type=_codex_agent_type(src),
         is_subagent=_codex_is_subagent(src),
-        cwd=_first(_workspace_cwd(src.body_meta), _workspace_cwd(src.header_meta), _workspace_cwd(metadata),
+        cwd=_first(_workspace_cwd(src.body_meta), _workspace_cwd(headers.meta), _workspace_cwd(metadata),
                    _environment_cwd(src.body)),
-        thread_id=_first(header(headers, "thread-id", "thread_id"), get_str(meta, "thread_id"),
+        thread_id=_first(headers.thread_id, get_str(meta, "thread_id"),
                          get_str(client, "thread_id"), get_str(metadata, "thread_id")),
         turn_id=_first(get_str(src.turn_meta, "turn_id"), get_str(client, "turn_id"), get_str(metadata, "turn_id")),
         request_kind=_codex_request_kind(src),
@@ -236,7 +254,7 @@ def identify(provider: str, headers: Sequence[Header], body: object) -> Identity
     if provider == "anthropic":
         return _identify_claude(headers, as_dict(body))
     if provider == "openai":
-        return _identify_codex(headers, body)
+        return identify_codex(codex_headers(headers), body)
     return Identity()
 
 

@@ -71,10 +71,10 @@ def decode(text: str) -> object:
 class Event:
     """One upstream frame of a turn: its type from its head, decoded on demand."""
 
-    __slots__ = ("kind", "text", "ts", "_value")
+    __slots__ = ("kind", "text", "ts", "size", "_value")
 
-    def __init__(self, kind: str | None, text: str, ts: float, value: object = _UNSET) -> None:
-        self.kind, self.text, self.ts, self._value = kind, text, ts, value
+    def __init__(self, kind: str | None, text: str, ts: float, size: int) -> None:
+        self.kind, self.text, self.ts, self.size, self._value = kind, text, ts, size, _UNSET
 
     def value(self) -> dict[str, object] | None:
         """The frame as a JSON object, None when it is not one."""
@@ -100,12 +100,16 @@ class Turn:
     partial: bool
     error: str | None
     bytes_c2u: int = 0
-    bytes_u2c: int = 0
 
     @property
     def events(self) -> list[dict[str, object]]:
         """The upstream events of the turn, decoded (frames that are not JSON objects left out)."""
         return [v for v in (e.value() for e in self.frames) if v is not None]
+
+    @property
+    def bytes_u2c(self) -> int:
+        """Payload bytes of the turn's upstream events."""
+        return sum(e.size for e in self.frames if e.value() is not None)
 
     @property
     def elapsed_ms(self) -> float:
@@ -127,7 +131,6 @@ class _OpenTurn:
     request: dict[str, object]
     size: int
     frames: list[Event] = field(default_factory=list)
-    bytes_u2c: int = 0
 
 
 def _is_first_token(event: dict[str, object]) -> bool:
@@ -214,7 +217,7 @@ class TurnTracker:
 
     def _upstream_frame(self, turn: _OpenTurn, text: str, ts: float, size: int) -> list[Turn]:
         kind = event_kind(text)
-        event = Event(kind, text, ts)
+        event = Event(kind, text, ts, size)
         if kind is None or kind in _ENDS:
             value = event.value()
             if value is None:
@@ -222,7 +225,6 @@ class TurnTracker:
             named = value.get("type")
             kind = event.kind = named if isinstance(named, str) else None  # None: folded whole, whatever it is
         turn.frames.append(event)
-        turn.bytes_u2c += size
         if kind in _ENDS:
             return [self._close(ts, partial=False, error=None)]
         return []
@@ -239,7 +241,7 @@ class TurnTracker:
             frames=turn.frames, request_kind="prewarm" if turn.request.get("generate") is False else "turn",
             first_token_ts=response.first_token_ts, partial=partial,
             error=error if error is not None or response.error is None else _error_text(response.error),
-            bytes_c2u=turn.size, bytes_u2c=turn.bytes_u2c,
+            bytes_c2u=turn.size,
         )
 
 

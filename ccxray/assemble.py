@@ -20,6 +20,7 @@ from .record import HttpCall, WsClosed, WsFrame, WsOpened, index_line, iso_ms
 from .store import RawJson, ResponseWithMeta
 from .sessions import CodexHeaders, Identity, SessionTracker, codex_headers, identify, identify_codex, prompt_hash
 from .summarize import Summary, identity_fields, summarize_http, summarize_turn
+from .framelog import create_line, frame_line
 from .wire.codex_ws import Turn, TurnTracker
 
 MAX_RECORDED_FRAME_BYTES = 64 * 1024 * 1024  # per connection; beyond it frames are logged by size
@@ -38,12 +39,23 @@ class Writes:
 
 
 @dataclass
+class _TurnStart:
+    """What a turn's line takes from its ``response.create``: worked out when it arrives."""
+
+    identity: Identity
+    prompt_digest: str | None
+    offset: int  # where its create line starts in the frame log
+
+
+@dataclass
 class _WsState:
     opened: WsOpened
     identity: Identity
     tracker: TurnTracker
     headers: CodexHeaders  # the upgrade's, read once for every turn
-    frames: dict[str, list[str]] = field(default_factory=lambda: {"c2u": [], "u2c": []})
+    out: list[str] = field(default_factory=list)  # frame-log lines not yet taken by the writer
+    logged: int = 0  # bytes of the frame log, those in ``out`` included
+    starts: dict[int, _TurnStart] = field(default_factory=dict)  # open turn's request side, by turn index
     kept_bytes: int = 0
     turns: int = 0
     # The two pumps submit after forwarding, each in its own order, so a reply can
@@ -98,32 +110,8 @@ def _connection_identity(ident: Identity) -> Identity:
     return ident
 
 
-def _frame_record(frame: WsFrame, started: float, parsed: bool, turn_ref: str | None = None) -> str:
-    """One frame of the connection sidecar, as JSON text.
-
-    A frame that parsed as JSON is embedded as its own text (already valid
-    JSON), so a long session is not decoded and encoded a second time. A
-    ``response.create`` names its turn instead (``turnRequest``): the turn's
-    request sidecar holds it, and read-back puts it back.
-    """
-    head = f'{{"ts":{round((frame.ts - started) * 1000, 3)},"dir":"{frame.direction}","size":{frame.size}'
-    if turn_ref is not None:
-        return head + ',"turnRequest":"' + turn_ref + '"}'
-    if frame.text is None:
-        return head + ',"binary":true}'
-    if frame.truncated:
-        return head + ',"truncated":true}'
-    if parsed:
-        return head + ',"data":' + frame.text + "}"
-    return head + ',"text":' + json.dumps(frame.text, ensure_ascii=False) + "}"
-
-
-def _is_json(text: str) -> bool:
-    try:
-        json.loads(text)
-    except (ValueError, RecursionError):
-        return False
-    return True
+def _encode(lines: list[str]) -> bytes:
+    return "".join(lines).encode("utf-8", "surrogatepass")
 
 
 def _spilled_sample(head: bytes, call: HttpCall) -> bytes:
@@ -139,10 +127,6 @@ def _spilled_sample(head: bytes, call: HttpCall) -> bytes:
     return head[:cut + 2] + call.resp_tail[start + 2:]
 
 
-def _frames_json(records: list[str]) -> RawJson:
-    return RawJson(("[" + ",".join(records) + "]").encode("utf-8", "surrogatepass"))
-
-
 class Assembler:
     """Per-item logic of the recorder; owns session and WebSocket turn state."""
 
@@ -150,6 +134,7 @@ class Assembler:
         self.prices = prices
         self.sessions = sessions or SessionTracker()
         self._ws: dict[str, _WsState] = {}
+        self._ended: list[tuple[str, list[str]]] = []  # closed connections' last frame-log lines
         self._prompts_stored: set[str] = set()
         self.chains = Chains()
 
@@ -281,6 +266,9 @@ class Assembler:
         state = self._ws.get(frame.conn_id)
         if state is None:
             return None
+        if frame.seq <= state.next_seq and not state.waiting:  # in order, the common case: no heap
+            state.next_seq = frame.seq + 1
+            return self._ws_frame_in_order(state, frame)
         state.arrivals += 1
         heapq.heappush(state.waiting, (frame.seq, state.arrivals, frame))
         writes: Writes | None = None
@@ -298,49 +286,84 @@ class Assembler:
             writes = _merge(writes, self._ws_frame_in_order(state, frame))
         return writes
 
+    def take_frames(self) -> list[tuple[str, bytes, bool]]:
+        """Frame-log bytes to append before the lines handled so far are written:
+        (connection id, bytes, whether the connection ended)."""
+        taken = [(conn_id, _encode(state.out), False) for conn_id, state in self._ws.items() if state.out]
+        taken += [(conn_id, _encode(out), True) for conn_id, out in self._ended]
+        for state in self._ws.values():
+            state.out = []
+        self._ended = []
+        return taken
+
+    def frames_lost(self, conn_id: str, size: int) -> None:
+        """Appending ``size`` bytes to the connection's frame log failed: later lines
+        point where the log really ends (lines that named the lost bytes read back as missing)."""
+        state = self._ws.get(conn_id)
+        if state is not None:
+            state.logged -= size
+
+    def _log(self, state: _WsState, line: str) -> int:
+        """Queue a frame-log line; returns the offset it will start at."""
+        at = state.logged
+        state.out.append(line)
+        state.logged += len(line) if line.isascii() else len(line.encode("utf-8", "surrogatepass"))
+        return at
+
     def _ws_frame_in_order(self, state: _WsState, frame: WsFrame) -> Writes | None:
         if frame.text is not None and state.kept_bytes + frame.size > MAX_RECORDED_FRAME_BYTES:
             frame.truncated = True
         elif frame.text is not None:
             state.kept_bytes += frame.size
         text = None if frame.truncated else frame.text
-        request = state.tracker.opens_turn(frame.direction, text)
-        turn_ref = None
-        if request is not None:
-            turn_ref = f"{state.opened.id}-t{state.creates}"
-            state.creates += 1
-            turns = state.tracker.open_turn(request, frame.ts, frame.size)
-        elif frame.direction == "u2c":
-            turns = state.tracker.on_frame(frame.direction, frame.ts, text, frame.size)
-        else:
-            turns = []
-        parsed = text is not None and (request is not None or _is_json(text))
-        state.frames[frame.direction].append(_frame_record(frame, state.opened.started, parsed, turn_ref))
+        rel_ms = round((frame.ts - state.opened.started) * 1000, 3)
+        if frame.direction == "c2u":
+            request = state.tracker.opens_turn("c2u", text)
+            if request is not None and text is not None:
+                return self._turn_opened(state, frame, request, text, rel_ms)
+        self._log(state, frame_line(rel_ms, frame.direction, frame.size, frame.text, frame.truncated))
+        if frame.direction != "u2c":
+            return None
+        turns = state.tracker.on_frame("u2c", frame.ts, text, frame.size)
         return self._turn_writes(state, turns) if turns else None
+
+    def _turn_opened(self, state: _WsState, frame: WsFrame, request: dict[str, object], text: str,
+                     rel_ms: float) -> Writes:
+        """A ``response.create``: the turn it supersedes ends; its request is identified,
+        stored on its chain and logged now, so its line needs only the response."""
+        done = state.tracker.open_turn(request, frame.ts, frame.size)
+        writes = self._turn_writes(state, done) if done else Writes()
+        turn_id = f"{state.opened.id}-t{state.creates}"
+        facts = state.tracker.open_request_facts()
+        seen = identify_codex(state.headers, request)
+        system_text = facts.system_text
+        ident = self.sessions.resolve(seen if seen.session_id else state.identity, frame.ts, system_text)
+        self._remember_prompt(system_text, ident, writes, "openai", state.opened.req_headers)
+        state.identity = _richer(state.identity, ident)
+        digest = self._store_system_prompt(system_text, writes)
+        chain = ("ws", ident.session_id or state.opened.id, ident.is_subagent, digest)
+        packed = self._request_sidecar(turn_id, request, chain, system_text, digest, writes)
+        stored = json.dumps(packed, ensure_ascii=False, default=str) if packed is not None else (
+            text if "\n" not in text else json.dumps(request, ensure_ascii=False))
+        offset = self._log(state, create_line(turn_id, rel_ms, frame.size, stored))
+        state.starts[state.creates] = _TurnStart(ident, digest, offset)
+        state.creates += 1
+        return writes
 
     def _turn_writes(self, state: _WsState, turns: list[Turn]) -> Writes:
         writes = Writes()
         for turn in turns:
             state.turns += 1
-            turn_id = f"{state.opened.id}-t{turn.index}"
-            ident = identify_codex(state.headers, turn.request)
-            system_text = turn.request_facts.system_text
-            ident = self.sessions.resolve(ident if ident.session_id else state.identity, turn.started, system_text)
-            self._remember_prompt(system_text, ident, writes, "openai", state.opened.req_headers)
-            state.identity = _richer(state.identity, ident)
+            start = state.starts.pop(turn.index)
             fields = summarize_turn(turn, self.prices)
-            fields.update(identity_fields(ident))
-            digest = fields["systemPromptHash"] = self._store_system_prompt(system_text, writes)
-            chain = ("ws", ident.session_id or state.opened.id, ident.is_subagent, digest)
-            stored_req = self._request_sidecar(turn_id, turn.request, chain, system_text, digest, writes)
+            fields.update(identity_fields(start.identity))
+            fields["systemPromptHash"] = start.prompt_digest
             writes.lines.append(index_line(
-                id=turn_id, ts=iso_ms(turn.ended), receivedAt=int(turn.started * 1000), kind="turn",
-                transport="websocket", provider=_provider(state.opened.provider), method="WS",
+                id=f"{state.opened.id}-t{turn.index}", ts=iso_ms(turn.ended), receivedAt=int(turn.started * 1000),
+                kind="turn", transport="websocket", provider=_provider(state.opened.provider), method="WS",
                 url=state.opened.url, status=None if turn.partial else 200, isSSE=False,
-                connectionId=state.opened.id, error=turn.error, **fields,
+                connectionId=state.opened.id, error=turn.error, frames=[start.offset, state.logged], **fields,
             ))
-            writes.sidecars += [(turn_id, "req", turn.request if stored_req is None else stored_req),
-                                (turn_id, "res", turn.events)]
         return writes
 
     def _ws_closed(self, closed: WsClosed) -> Writes | None:
@@ -352,19 +375,20 @@ class Assembler:
         writes = self._turn_writes(state, state.tracker.finish(end_ts, "connection closed before the turn ended"))
         if pending is not None:
             writes = _merge(pending, writes) or writes
+        if state.out or state.logged:
+            self._ended.append((closed.conn_id, state.out))
         opened = state.opened
         writes.lines.append(index_line(
             id=opened.id, ts=iso_ms(end_ts), receivedAt=int(opened.started * 1000), kind="connection",
             transport="websocket", provider=_provider(opened.provider), method="GET", url=opened.url,
             status=closed.status, elapsed=round(closed.elapsed_s * 1000, 1), isSSE=False,
             error=closed.error, frameCounts=closed.frame_counts, byteCounts=closed.byte_counts,
-            close=closed.close.to_json(), turnCount=state.turns, **identity_fields(_connection_identity(state.identity)),
+            close=closed.close.to_json(), turnCount=state.turns, frames=[0, state.logged],
+            **identity_fields(_connection_identity(state.identity)),
         ))
         refusal = closed.resp_body.decode("utf-8", "replace") if closed.resp_body else None
-        writes.sidecars += [
-            (opened.id, "req", _frames_json(state.frames["c2u"])),
-            (opened.id, "res", _frames_json(state.frames["u2c"]) if refusal is None else {"refusal": refusal}),
-            (opened.id, "meta", _meta("GET", opened.url, opened.upstream_url, opened.req_headers,
-                                      closed.status, closed.resp_headers)),
-        ]
+        if refusal is not None:
+            writes.sidecars.append((opened.id, "res", {"refusal": refusal}))
+        writes.sidecars.append((opened.id, "meta", _meta("GET", opened.url, opened.upstream_url, opened.req_headers,
+                                                         closed.status, closed.resp_headers)))
         return writes

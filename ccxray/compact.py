@@ -60,6 +60,10 @@ class Compactor:
                 call_id = line.get("id")
                 if not isinstance(call_id, str) or not is_safe_id(call_id):
                     continue
+                if isinstance(line.get("frames"), list):  # a frame log: its requests are stored packed already
+                    if line.get("kind") == "turn":
+                        self.chains.restart(_chain_key(line))
+                    continue
                 if line.get("kind") == "connection":
                     self._convert_frames(call_id)  # its turns came first: their lines end earlier
                 else:

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from . import framelog
 from .offsets import IndexOffsets
 from .reqdelta import MAX_CHAIN_DEPTH, Sources, UnpackError, is_packed, parse_delta, unpack
 from .store import FOLDED_RESPONSE, INDEX_NAME, is_safe_id, iter_index, read_index
@@ -51,6 +52,17 @@ class _Chain:
             raise ReadBackError(self.logs_dir / f"{call_id!r}_req.json", "not a valid call id")
         return self.logs_dir / f"{call_id}_req.json"
 
+    def stored(self, call_id: str) -> tuple[Path, Any]:
+        """(where it is, the request as stored) of ``call_id``: its request sidecar, or
+        a WebSocket turn's create line in its connection's frame log."""
+        path = self.req_path(call_id)
+        if path.exists():
+            return path, load_json(path)
+        found = turn_create(self.logs_dir, call_id)
+        if found is None:
+            raise ReadBackError(path, "missing")
+        return found[0], found[2].get("request")
+
     def history(self, call_id: str, key: str, hops: int = 0) -> list[Any]:
         """The whole history list of stored request ``call_id``."""
         if call_id in self._histories:
@@ -58,7 +70,7 @@ class _Chain:
         path = self.req_path(call_id)
         if hops > MAX_HOPS:
             raise ReadBackError(path, f"delta chain longer than {MAX_HOPS} (a cycle?)")
-        stored = load_json(path)
+        path, stored = self.stored(call_id)
         value = stored.get(key) if isinstance(stored, dict) else None
         try:
             delta = parse_delta(value)
@@ -93,14 +105,35 @@ class _Chain:
 
 
 def read_request(logs_dir: Path, call_id: str) -> object:
-    """The whole request of ``call_id``; None if it has no request sidecar.
+    """The whole request of ``call_id``; None if it has none stored.
 
     Raises ReadBackError when the sidecar or a link it needs is missing or corrupt.
     """
     path = _Chain(logs_dir).req_path(call_id)
-    if not path.exists():
+    if path.exists():
+        return read_request_file(logs_dir, path)
+    log = logs_dir / framelog.log_name(call_id)
+    if log.exists():  # a WebSocket connection recorded in a frame log
+        return _connection_frames(logs_dir, log, "c2u", None)
+    found = turn_create(logs_dir, call_id)
+    return None if found is None else inflate(logs_dir, found[2].get("request"), found[0])
+
+
+def turn_create(logs_dir: Path, turn_id: str, hint: int | None = None) -> tuple[Path, int, dict[str, Any]] | None:
+    """(frame log, offset, create record) of a WebSocket turn kept in its connection's
+    frame log; None when the log holds no create line for it."""
+    conn = framelog.conn_of_turn(turn_id)
+    if conn is None or not is_safe_id(conn):
         return None
-    return read_request_file(logs_dir, path)
+    log = logs_dir / framelog.log_name(conn)
+    at = framelog.find_create(log, turn_id, hint)
+    if at is None:
+        return None
+    raw = framelog.read_line(log, at)
+    record = None if raw is None else framelog.parse_line(raw)
+    if record is None:
+        raise ReadBackError(log, f"the create line of {turn_id} at {at} is torn or not JSON")
+    return log, at, record
 
 
 def read_request_file(logs_dir: Path, path: Path) -> object:
@@ -187,6 +220,95 @@ def find_line(logs_dir: Path, call_id: str, offsets: IndexOffsets | None) -> dic
     return None
 
 
+def _frame_range(line: dict[str, Any]) -> tuple[int, int] | None:
+    """The byte range a WebSocket line names in its frame log (None: an older line with sidecars)."""
+    frames = line.get("frames")
+    if isinstance(frames, list) and len(frames) == 2 and all(isinstance(n, int) for n in frames):
+        return frames[0], frames[1]
+    return None
+
+
+def _connection_frames(logs_dir: Path, log: Path, direction: str, end: int | None) -> list[Any]:
+    """A connection's frame records of one direction, each turn's request put back whole."""
+    if end == 0:
+        return []
+    try:
+        lines = list(framelog.read_lines(log, 0, end))
+    except FileNotFoundError:
+        raise ReadBackError(log, "missing") from None
+    records = []
+    for _, raw in lines:
+        record = framelog.parse_line(raw)
+        if record is None or record.get("dir") != direction:
+            continue
+        if "turn" in record:
+            record = {"ts": record.get("ts"), "dir": direction, "size": record.get("size"),
+                      "data": inflate(logs_dir, record.get("request"), log)}
+        records.append(record)
+    return records
+
+
+def _turn_parts(logs_dir: Path, line: dict[str, Any], span: tuple[int, int]) -> tuple[object, object]:
+    """(request, events) of a WebSocket turn from its connection's frame log."""
+    call_id = str(line.get("id"))
+    found = turn_create(logs_dir, call_id, span[0])
+    if found is None:
+        conn = line.get("connectionId")
+        raise ReadBackError(logs_dir / framelog.log_name(str(conn)), f"holds no response.create line for {call_id}")
+    log, at, create = found
+    events = []
+    for _, raw in framelog.read_lines(log, at, at + span[1] - span[0]):
+        record = framelog.parse_line(raw)
+        if record is not None and record.get("dir") == "u2c" and isinstance(record.get("data"), dict):
+            events.append(record["data"])
+    return inflate(logs_dir, create.get("request"), log), events
+
+
+def _logged_parts(logs_dir: Path, line: dict[str, Any], span: tuple[int, int]) -> dict[str, Any]:
+    call_id = str(line.get("id"))
+    if line.get("kind") == "turn":
+        request, response = _turn_parts(logs_dir, line, span)
+        return {"request": request, "response": response, "meta": None}
+    log = logs_dir / framelog.log_name(call_id)
+    refusal = read_part(logs_dir, call_id, "res")
+    return {"request": _connection_frames(logs_dir, log, "c2u", span[1]),
+            "response": refusal if refusal is not None else _connection_frames(logs_dir, log, "u2c", span[1]),
+            "meta": read_part(logs_dir, call_id, "meta")}
+
+
+FOLDED_PREFIX = b'{"$ccxray":"' + FOLDED_RESPONSE.encode() + b'","response":'
+
+
+def _without_meta(raw: bytes) -> bytes:
+    """A response sidecar's text without the call's meta folded in after it (header
+    names would match every search). JSON escapes every quote inside a string and
+    the meta has no "meta" key of its own, so the last ``,"meta":`` of a whole
+    file is the fold's own key. (A file longer than the search window shows
+    only its head, the response.)"""
+    if not raw.startswith(FOLDED_PREFIX):
+        return raw
+    end = raw.rfind(b',"meta":')
+    return raw[:end] if end > 0 else raw
+
+
+def read_response_text(logs_dir: Path, call_id: str, offsets: IndexOffsets | None, limit: int) -> str:
+    """The first ``limit`` bytes of a call's response as stored (JSON escapes as written),
+    for a text search; "" when there is none."""
+    line = find_line(logs_dir, call_id, offsets) if is_safe_id(call_id) else None
+    span = None if line is None else _frame_range(line)
+    try:
+        if span is None:
+            with open(logs_dir / f"{call_id}_res.json", "rb") as fh:
+                raw = fh.read(limit + 1)
+            return (_without_meta(raw) if len(raw) <= limit else raw[:limit]).decode("utf-8", "replace")
+        conn = call_id if line is not None and line.get("kind") == "connection" else framelog.conn_of_turn(call_id)
+        lines = framelog.read_lines(logs_dir / framelog.log_name(str(conn)), span[0], span[1])
+        upstream = b"\n".join(raw for _, raw in lines if b'"dir":"u2c"' in raw.split(b"\t", 1)[0])
+        return upstream[:limit].decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
 def read_call(logs_dir: Path, call_id: str, offsets: IndexOffsets | None = None) -> dict[str, Any] | None:
     """One call whole: its index line plus ``request``, ``response`` and ``meta``; None if
     no line has that id. Raises ReadBackError naming a missing or corrupt sidecar."""
@@ -195,9 +317,12 @@ def read_call(logs_dir: Path, call_id: str, offsets: IndexOffsets | None = None)
     line = find_line(logs_dir, call_id, offsets)
     if line is None:
         return None
+    span = _frame_range(line)
+    if span is not None:
+        return {**line, **_logged_parts(logs_dir, line, span)}
     response, meta = _response_and_meta(logs_dir, call_id)
     return {**line, "request": read_request(logs_dir, call_id), "response": response, "meta": meta}
 
 
-__all__ = ["ReadBackError", "find_line", "inflate", "load_json", "read_call", "read_part", "read_request", "read_request_file",
-           "unfold_response"]
+__all__ = ["ReadBackError", "find_line", "inflate", "load_json", "read_call", "read_part", "read_request",
+           "read_request_file", "read_response_text", "turn_create", "unfold_response"]

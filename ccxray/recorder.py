@@ -199,14 +199,16 @@ class Recorder:
         return True
 
     def _write(self, chunk: list[Writes], calls: int) -> None:
-        """The chunk's index lines in one write, then its files, then the listeners.
+        """New frame-log lines, the chunk's index lines in one write, then its files,
+        then the listeners.
 
-        Lines first: a completed call reaches the index within milliseconds
+        Lines before files: a completed call reaches the index within milliseconds
         (a reader finds a sidecar missing for as long, or for good after a
         kill -9: the line is what must survive). Listeners (the page) hear of
         a line only once its files are there.
         """
         try:
+            self._write_frames()  # before the lines: a turn's line never names bytes not yet there
             written = self._append([line for writes in chunk for line in writes.lines])
             for writes in chunk:
                 self._write_files(writes)
@@ -217,6 +219,14 @@ class Recorder:
                     self._drained.notify_all()
         for line in written:
             self._publish(line)
+
+    def _write_frames(self) -> None:
+        """Append each WebSocket connection's new frame-log lines (one write per connection)."""
+        for conn_id, data, ended in self.assembler.take_frames():
+            if data and not self._attempt(self.store.append_frames, conn_id, data):
+                self.assembler.frames_lost(conn_id, len(data))
+            if ended:
+                self.store.close_frames(conn_id)
 
     def _run_task(self, task: Callable[[], None]) -> None:
         try:

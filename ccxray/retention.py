@@ -2,7 +2,9 @@
 
 A kept call needs its own sidecars, the request sidecars of its delta chain
 (bases older than the cutoff included) and the shared system prompts and
-blobs those name. Everything else written before the cutoff goes: whole
+blobs those name. A WebSocket connection's frame log holds its turns'
+requests: it is needed while any kept line names the connection or one of
+its turns, or a kept request builds on one of its turns. Everything else written before the cutoff goes: whole
 chains nobody reads any more, and shared files nobody names.
 
 References are found with a byte search of each needed request sidecar (no
@@ -17,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .framelog import SUFFIX, conn_of_turn, log_name
 from .store import INDEX_NAME, read_index
 
 _BASE = re.compile(rb'"\$delta":\s*\{"base":\s*"([A-Za-z0-9._-]+)"')
@@ -32,33 +35,47 @@ class Needed:
 
     calls: set[str] = field(default_factory=set)
     reqs: set[str] = field(default_factory=set)
+    frame_logs: set[str] = field(default_factory=set)  # connection ids
     prompts: set[str] = field(default_factory=set)
     blobs: set[str] = field(default_factory=set)
 
 
-def _scan_request(logs_dir: Path, call_id: str, needed: Needed) -> list[str]:
-    """Note the shared files one request sidecar names; returns the request sidecars it
-    builds on (its delta base, the turns of a WebSocket connection)."""
-    try:
-        data = (logs_dir / f"{call_id}_req.json").read_bytes()
-    except OSError:
-        return []
+def _scan_refs(data: bytes, needed: Needed) -> list[str]:
+    """Note the shared files ``data`` (stored requests) names; returns the request ids it builds on."""
     needed.prompts.update(m.decode() for m in _SYS.findall(data))
     needed.blobs.update(m.decode() for m in _BLOB.findall(data))
-    more = [m.decode() for m in _TURN.findall(data)]
-    base = _BASE.search(data)
-    return more + [base.group(1).decode()] if base else more
+    return [m.decode() for m in _TURN.findall(data)] + [m.decode() for m in _BASE.findall(data)]
+
+
+def _scan_request(logs_dir: Path, call_id: str, needed: Needed) -> list[str]:
+    """Note what one call's stored request names (its request sidecar, or the frame
+    log of its connection, read once); returns the requests it builds on."""
+    try:
+        return _scan_refs((logs_dir / f"{call_id}_req.json").read_bytes(), needed)
+    except OSError:
+        pass
+    conn = conn_of_turn(call_id) or call_id
+    if conn in needed.frame_logs:
+        return []
+    try:
+        data = (logs_dir / log_name(conn)).read_bytes()
+    except OSError:
+        return []
+    needed.frame_logs.add(conn)
+    return _scan_refs(data, needed)
 
 
 def needed_files(logs_dir: Path) -> Needed:
     """What the calls of the current index need, chains followed to their bases."""
     needed = Needed()
     for line in read_index(logs_dir / INDEX_NAME):
-        call_id, prompt = line.get("id"), line.get("systemPromptHash")
+        call_id, prompt, conn = line.get("id"), line.get("systemPromptHash"), line.get("connectionId")
         if isinstance(call_id, str):
             needed.calls.add(call_id)
         if isinstance(prompt, str):
             needed.prompts.add(prompt)
+        if isinstance(conn, str):
+            needed.calls.add(conn)  # a kept turn keeps its connection's files
     todo = list(needed.calls)
     while todo:
         call_id = todo.pop()
@@ -77,6 +94,9 @@ def _is_old(path: Path, cutoff_epoch_s: float) -> bool:
 
 
 def _call_file_needed(name: str, needed: Needed) -> bool:
+    if name.endswith(SUFFIX):
+        conn = name[:-len(SUFFIX)]
+        return conn in needed.calls or conn in needed.frame_logs
     stem = name[:-len(".json")] if name.endswith(".json") else name[:-len(".body")]
     call_id, _, part = stem.rpartition("_")
     return call_id in needed.calls or (part == "req" and call_id in needed.reqs)
@@ -98,7 +118,7 @@ def remove_unneeded(logs_dir: Path, cutoff_epoch_s: float) -> int:
     with os.scandir(logs_dir) as entries:
         names = [e.name for e in entries if e.is_file()]
     for name in names:
-        is_call_file = name.endswith("_res.body") or (
+        is_call_file = name.endswith(("_res.body", SUFFIX)) or (
             name.endswith(".json") and name[:-5].rpartition("_")[2] in CALL_PARTS)
         if is_call_file and not _call_file_needed(name, needed) and _is_old(logs_dir / name, cutoff_epoch_s):
             removed += _remove(logs_dir / name)

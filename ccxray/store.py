@@ -1,9 +1,11 @@
 """On-disk log: the NDJSON index, per-call sidecars, content-addressed shared files.
 
 Layout under ``logs/``: ``index.ndjson`` (one JSON object per line),
-``{id}_req.json`` / ``{id}_res.json`` and ``shared/``. An HTTP call's meta
-(method, URLs, headers) rides in its ``_res.json`` (:class:`ResponseWithMeta`);
-older logs, and WebSocket connections, have a ``{id}_meta.json`` of their own.
+``{id}_req.json`` / ``{id}_res.json``, a WebSocket connection's
+``{id}_frames.ndjson`` (:mod:`ccxray.framelog`) and ``shared/``. An HTTP
+call's meta (method, URLs, headers) rides in its ``_res.json``
+(:class:`ResponseWithMeta`); older logs, and WebSocket connections, have a
+``{id}_meta.json`` of their own.
 
 Invariants: an index line is written with a single ``os.write`` on an
 O_APPEND descriptor, so concurrent writers (threads or processes) never
@@ -19,13 +21,16 @@ import json
 import os
 import re
 import tempfile
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator, Sequence
 
+from .framelog import log_name
 from .offsets import IndexOffsets, OffsetsBuilder
 
 INDEX_NAME = "index.ndjson"
+MAX_OPEN_FRAME_LOGS = 32  # frame logs kept open between batches; idle connections reopen theirs
 SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
@@ -87,6 +92,7 @@ class Store:
         self.index_path = logs_dir / INDEX_NAME
         self._fd: int | None = None
         self._torn = False
+        self._frame_logs: OrderedDict[str, tuple[int, int]] = OrderedDict()  # conn id -> (fd, size)
 
     def _index_fd(self) -> int:
         if self._fd is None:
@@ -223,10 +229,46 @@ class Store:
         os.replace(tmp, path)
         return True
 
+    def append_frames(self, conn_id: str, data: bytes) -> None:
+        """Append whole lines to the connection's frame log (see :mod:`ccxray.framelog`),
+        all or nothing: on a failure part-way the log is cut back. Raises OSError."""
+        fd, size = self._frame_log(conn_id)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError:
+            self._cut_back(fd, size)
+            self.close_frames(conn_id)  # its size is known again on reopen
+            raise
+        self._frame_logs[conn_id] = (fd, size + len(data))
+
+    def _frame_log(self, conn_id: str) -> tuple[int, int]:
+        found = self._frame_logs.get(conn_id)
+        if found is not None:
+            self._frame_logs.move_to_end(conn_id)
+            return found
+        if not is_safe_id(conn_id):
+            raise ValueError(f"unsafe connection id {conn_id!r}")
+        self._index_fd()
+        fd = os.open(f"{self._logs}/{log_name(conn_id)}", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._frame_logs[conn_id] = found = (fd, os.fstat(fd).st_size)
+        while len(self._frame_logs) > MAX_OPEN_FRAME_LOGS:
+            os.close(self._frame_logs.popitem(last=False)[1][0])
+        return found
+
+    def close_frames(self, conn_id: str) -> None:
+        """The connection ended: close its frame log."""
+        found = self._frame_logs.pop(conn_id, None)
+        if found is not None:
+            os.close(found[0])
+
     def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        while self._frame_logs:
+            os.close(self._frame_logs.popitem()[1][0])
 
 
 def _copy_kept(src: IO[bytes], dst: IO[bytes], keep: Callable[[dict[str, Any]], bool], final: bool,

@@ -278,10 +278,14 @@ def test_compact_converts_an_old_websocket_connection_and_its_turns(tmp_path):
     for item in _ws_items(codex_ws_frames(6), time.time()):
         recorder.handle_now(item)
     recorder.store.close()
-    ids = [l["id"] for l in read_index(logs / "index.ndjson")]
+    lines = list(read_index(logs / "index.ndjson"))
+    ids = [l["id"] for l in lines]
     whole = {call_id: read_request(logs, call_id) for call_id in ids}
-    for call_id, body in whole.items():  # as the previous version wrote them
+    for call_id, body in whole.items():  # as a version before frame logs wrote them
         (logs / f"{call_id}_req.json").write_text(json.dumps(body))
+    (logs / "index.ndjson").write_text("".join(json.dumps({k: v for k, v in l.items() if k != "frames"}) + "\n"
+                                               for l in lines))
+    (logs / "ws1_frames.ndjson").unlink()
     assert sum(p.read_text().count(SYSTEM_MARKER) for p in logs.glob("*_req.json")) == 12
     stats = compact(logs)
     assert stats.converted == len(ids) and stats.skipped == 0

@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 from websockets.sync.server import serve
 
-from ccxray.readback import read_request
+from ccxray.readback import read_call, read_request
 
 from .conftest import wait_until
 from .recorded import recorded_frames
@@ -403,7 +403,7 @@ def test_turn_cut_by_a_dropped_socket_is_recorded_partially(make_proxy):
     (conn,) = [l for l in lines if l["kind"] == "connection"]
     assert turn["status"] is None and turn["error"] and turn["connectionId"] == conn["id"]
     assert turn["model"] == "gpt-5.5" and turn["ttftMs"] is not None
-    events = proxy.sidecar(turn["id"], "res")
+    events = read_call(proxy.logs, turn["id"])["response"]  # from the connection's frame log
     assert [e["type"] for e in events] == ["response.created", "response.output_text.delta"]
     assert conn["close"] == {"side": "upstream", "code": 1006, "reason": None}
 

@@ -4,7 +4,8 @@
 
 * Bytes on disk for the 200-turn sessions of ``tools/storage_sessions.py``
   (Claude Code style, Codex over HTTP, Codex over WebSocket): request sidecars
-  plus ``shared/`` against the bytes of every request stored whole.
+  (for a WebSocket, its whole frame log, replies included) plus ``shared/``
+  against the bytes of every request stored whole.
 * Recorder CPU per call (process CPU time of the writer's own step,
   ``Recorder._handle``, sidecars and line written to disk; the mean over the
   session, median of 5 runs) storing requests whole ("before", what the
@@ -84,7 +85,9 @@ def _record(logs: Path, items: list[Any], whole: bool) -> list[float]:
 
 
 def _disk_bytes(logs: Path) -> int:
-    files = [p for p in logs.glob("*_req.json")] + [p for p in (logs / "shared").iterdir()]
+    """Request sidecars, WebSocket frame logs (whole: they also hold the replies) and shared files."""
+    files = [p for p in logs.glob("*_req.json")] + [p for p in logs.glob("*_frames.ndjson")] + \
+        [p for p in (logs / "shared").iterdir()]
     return sum(p.stat().st_size for p in files)
 
 

@@ -18,8 +18,8 @@ from typing import Any, Callable
 from ..app import App
 from ..conversation import conversation, reply
 from ..logcli import summarise
-from ..readback import ReadBackError, read_request
-from ..store import FOLDED_RESPONSE, is_safe_id, read_index
+from ..readback import ReadBackError, read_request, read_response_text
+from ..store import is_safe_id, read_index
 from ..sysparts import client_version, system_parts
 from ..totals import Totals, counts_usage, figures
 from ..turndiff import first_turn, turn_changes
@@ -67,7 +67,6 @@ def entries_page(app: App, session: str | None, before: str | None, limit: int) 
 
 SEARCH_NEWEST = 500
 SEARCH_BYTES = 4 << 20
-FOLDED_PREFIX = b'{"$ccxray":"' + FOLDED_RESPONSE.encode() + b'","response":'
 
 
 def _request_has(logs: Path, line_id: str, needles: list[str]) -> bool:
@@ -82,28 +81,11 @@ def _request_has(logs: Path, line_id: str, needles: list[str]) -> bool:
     return all(n in text for n in needles)
 
 
-def _response_has(logs: Path, line_id: str, needles: list[str]) -> bool:
-    """Whether the response sidecar's text holds every needle (responses are stored whole;
+def _response_has(app: App, line_id: str, needles: list[str]) -> bool:
+    """Whether the response's stored text holds every needle (responses are stored whole;
     JSON escapes stay as written)."""
-    try:
-        with open(logs / f"{line_id}_res.json", "rb") as fh:
-            raw = fh.read(SEARCH_BYTES + 1)
-    except OSError:
-        return False
-    text = (_without_meta(raw) if len(raw) <= SEARCH_BYTES else raw[:SEARCH_BYTES]).decode("utf-8", "replace").lower()
-    return all(n in text for n in needles)
-
-
-def _without_meta(raw: bytes) -> bytes:
-    """A response sidecar's text without the call's meta folded in after it (header
-    names would match every search). JSON escapes every quote inside a string and
-    the meta has no "meta" key of its own, so the last ``,"meta":`` of a whole
-    file is the fold's own key. (A file longer than the search window shows
-    only its head, the response.)"""
-    if not raw.startswith(FOLDED_PREFIX):
-        return raw
-    end = raw.rfind(b',"meta":')
-    return raw[:end] if end > 0 else raw
+    text = read_response_text(app.settings.logs_dir, line_id, app.recorder.store.offsets, SEARCH_BYTES).lower()
+    return bool(text) and all(n in text for n in needles)
 
 
 def search(app: App, session: str, query: str) -> list[str]:
@@ -116,7 +98,7 @@ def search(app: App, session: str, query: str) -> list[str]:
         return []
     logs = app.settings.logs_dir
     return [i for i in index.session_ids(session)[-SEARCH_NEWEST:]
-            if is_safe_id(i) and (_request_has(logs, i, needles) or _response_has(logs, i, needles))]
+            if is_safe_id(i) and (_request_has(logs, i, needles) or _response_has(app, i, needles))]
 
 
 def _sidecar_request(app: App, read: Reader, line_id: str | None) -> tuple[dict[str, Any] | None, object]:

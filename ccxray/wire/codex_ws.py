@@ -129,6 +129,7 @@ class _OpenTurn:
     index: int
     started: float
     request: dict[str, object]
+    request_facts: RequestFacts
     size: int
     frames: list[Event] = field(default_factory=list)
 
@@ -152,12 +153,18 @@ def _first_token_ts(frames: list[Event]) -> float | None:
     return None
 
 
+def _has_output(event: dict[str, object]) -> bool:
+    """Whether an event carries a response with output items (only those can settle the deltas)."""
+    output = (get_dict(event, "response") or {}).get("output")
+    return isinstance(output, list) and bool(output)
+
+
 def _fold(frames: list[Event]) -> ResponseFacts:
     """The response facts, decoding deltas only when the rest does not settle them."""
     rest = [v for v in (e.value() for e in frames if e.kind is None or e.kind in _FOLDED) if v is not None]
     if not any(e.kind in _DELTAS for e in frames):
         return openai.fold_events(rest)
-    settled = openai.fold_settled(rest)
+    settled = openai.fold_settled(rest) if any(_has_output(v) for v in rest) else None
     if settled is not None:
         return settled
     return openai.fold_events(v for v in (e.value() for e in frames) if v is not None)
@@ -196,6 +203,10 @@ class TurnTracker:
         event = as_dict(decode(text))
         return event if event is not None and event.get("type") == CREATE else None
 
+    def open_request_facts(self) -> RequestFacts:
+        """The facts of the open turn's request (empty when no turn is open)."""
+        return RequestFacts() if self._open is None else self._open.request_facts
+
     def finish(self, ts: float, reason: str) -> list[Turn]:
         """The connection ended: the open turn, if any, as a partial turn with `error=reason`."""
         if self._open is None:
@@ -211,7 +222,8 @@ class TurnTracker:
     def open_turn(self, request: dict[str, object], ts: float, size: int) -> list[Turn]:
         """A `response.create` already decoded (see `opens_turn`); returns the turn it superseded."""
         done = self.finish(ts, SUPERSEDED)
-        self._open = _OpenTurn(index=self._next_index, started=ts, request=request, size=size)
+        self._open = _OpenTurn(index=self._next_index, started=ts, request=request,
+                               request_facts=openai.request_facts(request), size=size)
         self._next_index += 1
         return done
 
@@ -237,7 +249,7 @@ class TurnTracker:
         response.first_token_ts = _first_token_ts(turn.frames)
         return Turn(
             connection_id=self.connection_id, index=turn.index, started=turn.started, ended=ts,
-            request=turn.request, request_facts=openai.request_facts(turn.request), response=response,
+            request=turn.request, request_facts=turn.request_facts, response=response,
             frames=turn.frames, request_kind="prewarm" if turn.request.get("generate") is False else "turn",
             first_token_ts=response.first_token_ts, partial=partial,
             error=error if error is not None or response.error is None else _error_text(response.error),

@@ -1,0 +1,265 @@
+"""WebSocket turns kept in a frame log per connection: read back whole, after a
+kill -9 mid-connection too; logs written before frame logs still read back;
+retention removes a frame log only with its connection."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.sync.client import connect
+
+from ccxray.assemble import Assembler
+from ccxray.compact import compact
+from ccxray.dashboard.views import _response_has
+from ccxray.pricing import PriceTable
+from ccxray.readback import ReadBackError, read_call, read_request, read_response_text
+from ccxray.record import CloseInfo, WsClosed, WsFrame, WsOpened
+from ccxray.recorder import Recorder
+from ccxray.retention import remove_unneeded
+from ccxray.store import Store, read_index
+from tools.storage_sessions import codex_ws_frames
+
+from .conftest import wait_until
+from .test_cli import Running
+from .test_recorder_faults import _env, _whole_lines
+
+HEADERS = [("session-id", "s1"), ("originator", "codex_exec")]
+
+
+def _done(n: int) -> dict[str, Any]:
+    return {"type": "response.completed", "response": {"id": f"resp_{n}", "status": "completed",
+                                                       "usage": {"input_tokens": 10 + n, "output_tokens": 2}}}
+
+
+def _session(conn: str, started: float, creates: list[dict[str, Any]], close: bool = True) -> list[Any]:
+    """A connection: per create, a delta, a text frame that is not JSON, a binary frame and the completion."""
+    items: list[Any] = [WsOpened(conn, started, "/v1/responses", "openai", None, HEADERS)]
+    seq = 0
+    for n, create in enumerate(creates):
+        for direction, text in (("c2u", json.dumps(create)),
+                                ("u2c", json.dumps({"type": "response.output_text.delta", "delta": f"é{n}\n"})),
+                                ("u2c", "not json\twith a tab\nand a newline"), ("u2c", None),
+                                ("u2c", json.dumps(_done(n)))):
+            seq += 1
+            items.append(WsFrame(conn, direction, started + seq / 100, text, len(text or "x"), seq=seq))
+    if close:
+        items.append(WsClosed(conn, 101, [], b"", CloseInfo("client", 1000), {}, {}, 9.0))
+    return items
+
+
+def _record(logs: Path, items: list[Any]) -> Recorder:
+    recorder = Recorder(Store(logs), Assembler(PriceTable.load()))
+    for item in items:
+        recorder.handle_now(item)
+    return recorder
+
+
+def _creates(n: int) -> list[dict[str, Any]]:
+    return list(codex_ws_frames(n, "s1"))
+
+
+def test_every_turn_and_the_connection_read_back_from_the_frame_log(tmp_path: Path) -> None:
+    logs, creates = tmp_path / "logs", _creates(5)
+    _record(logs, _session("ws1", time.time(), creates)).store.close()
+    lines = list(read_index(logs / "index.ndjson"))
+    turns = [l for l in lines if l["kind"] == "turn"]
+    assert [l["id"] for l in turns] == [f"ws1-t{n}" for n in range(5)]
+    assert sorted(p.name for p in logs.glob("ws1*")) == ["ws1_frames.ndjson", "ws1_meta.json"]  # no per-turn files
+    for n, line in enumerate(turns):
+        call = read_call(logs, line["id"])
+        assert call is not None and json.dumps(call["request"]) == json.dumps(creates[n])
+        assert call["response"] == [{"type": "response.output_text.delta", "delta": f"é{n}\n"}, _done(n)]
+        assert line["usage"]["input_tokens"] == 10 + n and call["meta"] is None
+        assert json.dumps(read_request(logs, line["id"])) == json.dumps(creates[n])
+    whole = read_call(logs, "ws1")
+    assert whole is not None and whole["meta"]["request"]["url"] == "/v1/responses"
+    assert [f["data"] for f in whole["request"]] == creates
+    kinds = [f.get("data", {}).get("type") if "data" in f else next(k for k in ("text", "binary") if k in f)
+             for f in whole["response"][:4]]
+    assert kinds == ["response.output_text.delta", "text", "binary", "response.completed"]
+    assert whole["response"][1]["text"] == "not json\twith a tab\nand a newline"
+    assert read_request(logs, "ws1") == whole["request"]
+
+
+def test_frames_reach_the_disk_while_the_connection_lives(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    recorder = _record(logs, _session("ws1", time.time(), _creates(3), close=False))
+    try:
+        size = (logs / "ws1_frames.ndjson").stat().st_size
+        assert size > 0 and not recorder.assembler.take_frames()  # nothing of it waits in memory
+        turns = [l for l in read_index(logs / "index.ndjson") if l["kind"] == "turn"]
+        assert len(turns) == 3 and all(l["frames"][1] <= size for l in turns)
+    finally:
+        recorder.store.close()
+
+
+def test_the_page_search_finds_a_turn_by_its_reply(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    recorder = _record(logs, _session("ws1", time.time(), _creates(2)))
+    recorder.store.close()
+    assert "resp_1" in read_response_text(logs, "ws1-t1", None, 1 << 20)
+    assert "resp_1" not in read_response_text(logs, "ws1-t0", None, 1 << 20)
+    assert "response.create" not in read_response_text(logs, "ws1", None, 1 << 20)  # replies only
+
+    class App:  # what _response_has reads of the app
+        class settings:
+            logs_dir = logs
+
+        class recorder:
+            store = Store(logs)
+    assert _response_has(App, "ws1-t1", ["resp_1"]) and not _response_has(App, "ws1-t0", ["resp_1"])  # type: ignore[arg-type]
+
+
+def test_a_turn_whose_create_line_is_gone_is_a_clear_error(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    _record(logs, _session("ws1", time.time(), _creates(2))).store.close()
+    log = logs / "ws1_frames.ndjson"
+    log.write_bytes(log.read_bytes().replace(b'{"turn":"ws1-t1"', b'{"gone":"ws1-t1"'))
+    with pytest.raises(ReadBackError, match="ws1-t1"):
+        read_call(logs, "ws1-t1")
+    assert read_call(logs, "ws1-t0") is not None
+
+
+def test_a_failed_frame_write_leaves_later_turns_readable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    logs = tmp_path / "logs"
+    items = _session("ws1", time.time(), _creates(3))
+    recorder = Recorder(Store(logs), Assembler(PriceTable.load()))
+    real = recorder.store.append_frames
+    calls = []
+
+    def flaky(conn_id: str, data: bytes) -> None:
+        calls.append(len(data))
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real(conn_id, data)
+    monkeypatch.setattr(recorder.store, "append_frames", flaky)
+    for item in items:
+        recorder.handle_now(item)
+    recorder.store.close()
+    assert recorder.failures == 1
+    readable = []
+    for n in range(3):
+        try:
+            call = read_call(logs, f"ws1-t{n}")
+            readable.append(call is not None and call["response"][-1] == _done(n))
+        except ReadBackError:
+            readable.append(False)
+    assert readable[-1] and readable.count(True) >= 2  # only the turn whose bytes were lost is not
+
+
+# -- logs written before frame logs ----------------------------------------------------------
+
+def _old_layout(logs: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A connection with two turns as the previous version wrote it: per-turn request and
+    response sidecars, the connection's frames whole in its own sidecars at its close."""
+    logs.mkdir(parents=True)
+    creates = _creates(2)
+    events = [[{"type": "response.output_text.delta", "delta": "hi"}, _done(n)] for n in range(2)]
+    lines = []
+    for n in range(2):
+        lines.append({"id": f"old-t{n}", "kind": "turn", "transport": "websocket", "connectionId": "old"})
+        (logs / f"old-t{n}_req.json").write_text(json.dumps(creates[n]))
+        (logs / f"old-t{n}_res.json").write_text(json.dumps(events[n]))
+    lines.append({"id": "old", "kind": "connection", "transport": "websocket"})
+    c2u = [{"ts": 1.0 + n, "dir": "c2u", "size": 5, "turnRequest": f"old-t{n}"} for n in range(2)]
+    u2c = [{"ts": 1.5 + n, "dir": "u2c", "size": 5, "data": e} for n in range(2) for e in events[n]]
+    (logs / "old_req.json").write_text(json.dumps(c2u))
+    (logs / "old_res.json").write_text(json.dumps(u2c))
+    (logs / "old_meta.json").write_text(json.dumps({"request": {"url": "/v1/responses"}}))
+    (logs / "index.ndjson").write_text("".join(json.dumps(l) + "\n" for l in lines))
+    return creates, events
+
+
+def test_a_log_from_before_frame_logs_still_reads_back(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    creates, events = _old_layout(logs)
+    for n in range(2):
+        call = read_call(logs, f"old-t{n}")
+        assert call is not None and call["request"] == creates[n] and call["response"] == events[n]
+    conn = read_call(logs, "old")
+    assert conn is not None and [f["data"] for f in conn["request"]] == creates
+    assert conn["response"][1]["data"] == _done(0) and conn["meta"] == {"request": {"url": "/v1/responses"}}
+    assert "resp_1" in read_response_text(logs, "old-t1", None, 1 << 20)
+    # a proxy writing the new layout beside it: both read back, compact leaves both whole
+    _record(logs, _session("ws1", time.time(), _creates(2))).store.close()
+    compact(logs)
+    assert read_call(logs, "old-t1")["request"] == creates[1]  # type: ignore[index]
+    assert json.dumps(read_call(logs, "ws1-t1")["request"]) == json.dumps(_creates(2)[1])  # type: ignore[index]
+
+
+# -- retention --------------------------------------------------------------------------------
+
+def _age(logs: Path, when: float) -> None:
+    for path in logs.iterdir():
+        if path.is_file():
+            os.utime(path, (when, when))
+
+
+def _keep_only(logs: Path, keep: set[str]) -> None:
+    lines = [l for l in read_index(logs / "index.ndjson") if l["id"] in keep]
+    (logs / "index.ndjson").write_text("".join(json.dumps(l) + "\n" for l in lines))
+
+
+def test_retention_removes_a_frame_log_only_with_its_connection(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    recorder = Recorder(Store(logs), Assembler(PriceTable.load()))
+    for item in _session("ws1", time.time() - 1000, _creates(3)) + _session("ws2", time.time() - 900, _creates(3)):
+        recorder.handle_now(item)
+    recorder.store.close()
+    _age(logs, time.time() - 500)
+    _keep_only(logs, {"ws2-t2"})  # a kept turn: its connection's line and its other turns went
+    remove_unneeded(logs, time.time() - 100)
+    names = sorted(p.name for p in logs.iterdir() if p.is_file())
+    assert "ws1_frames.ndjson" not in names and "ws1_meta.json" not in names
+    assert "ws2_frames.ndjson" in names
+    call = read_call(logs, "ws2-t2")
+    assert call is not None and json.dumps(call["request"]) == json.dumps(_creates(3)[2])  # its chain and blobs kept
+    _keep_only(logs, set())
+    remove_unneeded(logs, time.time() - 100)
+    assert not list(logs.glob("*_frames.ndjson"))
+
+
+def test_retention_keeps_a_young_frame_log_of_a_live_connection(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    recorder = _record(logs, _session("live", time.time(), _creates(1), close=False))
+    recorder.store.close()
+    _keep_only(logs, set())  # no line names it yet
+    remove_unneeded(logs, time.time() - 100)
+    assert (logs / "live_frames.ndjson").exists()
+
+
+# -- kill -9 -----------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_kill_9_mid_connection_leaves_every_completed_turn_readable(fake, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    logs = home / "logs"
+    proxy = Running(_env(fake, home))
+    creates = _creates(6)
+    try:
+        headers = {"originator": "codex_exec", "session-id": "s-kill"}
+        with connect(f"ws://127.0.0.1:{proxy.port}/v1/responses", additional_headers=headers) as ws:
+            for create in creates[:5]:
+                ws.send(json.dumps(create))
+                while json.loads(ws.recv(timeout=20))["type"] != "response.completed":
+                    pass
+            wait_until(lambda: sum(l.get("kind") == "turn" for l in read_index(logs / "index.ndjson")) >= 5,
+                       20, "five turn lines")
+            ws.send(json.dumps(creates[5]))  # a turn under way
+            proxy.proc.send_signal(signal.SIGKILL)
+            proxy.proc.wait(20)
+    finally:
+        proxy.stop(signal.SIGKILL)
+    lines = _whole_lines(logs / "index.ndjson")
+    turns = [l for l in lines if l.get("kind") == "turn"]
+    assert not [l for l in lines if l.get("kind") == "connection"] and len(turns) >= 5
+    for n, line in enumerate(turns[:5]):
+        call = read_call(logs, line["id"])
+        assert call is not None and json.dumps(call["request"]) == json.dumps(creates[n])
+        assert call["response"][-1]["type"] == "response.completed"

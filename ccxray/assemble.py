@@ -343,7 +343,7 @@ class Assembler:
         digest = self._store_system_prompt(system_text, writes)
         chain = ("ws", ident.session_id or state.opened.id, ident.is_subagent, digest)
         packed = self._request_sidecar(turn_id, request, chain, system_text, digest, writes)
-        stored = json.dumps(packed, ensure_ascii=False, default=str) if packed is not None else (
+        stored = json.dumps(packed, ensure_ascii=False, separators=(",", ":"), default=str) if packed is not None else (
             text if "\n" not in text else json.dumps(request, ensure_ascii=False))
         offset = self._log(state, create_line(turn_id, rel_ms, frame.size, stored))
         state.starts[state.creates] = _TurnStart(ident, digest, offset)

@@ -7,7 +7,9 @@ to the camelCase field names of the Node project, so logs stay comparable.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -36,7 +38,17 @@ def index_line(**values: Any) -> dict[str, Any]:
 
 def iso_ms(epoch_s: float) -> str:
     """2026-11-24T06:39:14.123Z"""
-    return datetime.fromtimestamp(epoch_s, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    second = math.floor(epoch_s)
+    micros = round((epoch_s - second) * 1e6)  # as datetime rounds a timestamp (half to even)
+    if micros >= 1_000_000:
+        second, micros = second + 1, micros - 1_000_000
+    return f"{_iso_second(second)}.{micros // 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=8)
+def _iso_second(second: int) -> str:
+    """The date and time of a whole second (formatted once: lines come many a second)."""
+    return datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 class IdFactory:

@@ -131,19 +131,21 @@ class CodexHeaders:
     subagent: str | None = None        # x-openai-subagent
     is_codex_client: bool = False      # originator or user-agent names codex
     meta: Mapping[str, object] = field(default_factory=dict)  # x-codex-turn-metadata
+    cwd: str | None = None             # the metadata's first workspace
 
 
 def codex_headers(headers: Sequence[Header]) -> CodexHeaders:
     """The identity parts of Codex request headers."""
     originator = (header(headers, "originator") or "").lower()
     agent = (header(headers, "user-agent") or "").lower()
+    meta = _json_object(header(headers, "x-codex-turn-metadata")) or {}
     return CodexHeaders(
         session_id=header(headers, "session-id", "session_id", "x-openai-session-id"),
         thread_id=header(headers, "thread-id", "thread_id"),
         agent_type=header(headers, "x-openai-agent-type", "x-codex-agent-type"),
         subagent=header(headers, "x-openai-subagent"),
         is_codex_client=originator.startswith("codex") or agent.startswith("codex"),
-        meta=_json_object(header(headers, "x-codex-turn-metadata")) or {},
+        meta=meta, cwd=_workspace_cwd(meta),
     )
 
 
@@ -230,17 +232,18 @@ def identify_codex(headers: CodexHeaders, raw_body: object) -> Identity:
     """Identity of a Codex call from its headers (read once by `codex_headers`) and parsed body."""
     src = _codex_sources(headers, raw_body)
     meta, client, metadata = src.meta, src.client, src.metadata
+    # `or` chains, not _first(): the input scan for an <environment_context> cwd runs only when needed
     return Identity(
-        session_id=_first(headers.session_id, get_str(meta, "session_id"),
-                          get_str(client, "session_id"), get_str(metadata, "session_id")),
+        session_id=headers.session_id or get_str(meta, "session_id") or get_str(client, "session_id")
+        or get_str(metadata, "session_id") or None,
         agent="codex" if _is_codex(src) else None,
         agent_type=_codex_agent_type(src),
         is_subagent=_codex_is_subagent(src),
-        cwd=_first(_workspace_cwd(src.body_meta), _workspace_cwd(headers.meta), _workspace_cwd(metadata),
-                   _environment_cwd(src.body)),
-        thread_id=_first(headers.thread_id, get_str(meta, "thread_id"),
-                         get_str(client, "thread_id"), get_str(metadata, "thread_id")),
-        turn_id=_first(get_str(src.turn_meta, "turn_id"), get_str(client, "turn_id"), get_str(metadata, "turn_id")),
+        cwd=_workspace_cwd(src.body_meta) or headers.cwd or _workspace_cwd(metadata) or _environment_cwd(src.body),
+        thread_id=headers.thread_id or get_str(meta, "thread_id") or get_str(client, "thread_id")
+        or get_str(metadata, "thread_id") or None,
+        turn_id=get_str(src.turn_meta, "turn_id") or get_str(client, "turn_id") or get_str(metadata, "turn_id")
+        or None,
         request_kind=_codex_request_kind(src),
     )
 

@@ -161,8 +161,16 @@ def _has_output(event: dict[str, object]) -> bool:
 
 def _fold(frames: list[Event]) -> ResponseFacts:
     """The response facts, decoding deltas only when the rest does not settle them."""
-    rest = [v for v in (e.value() for e in frames if e.kind is None or e.kind in _FOLDED) if v is not None]
-    if not any(e.kind in _DELTAS for e in frames):
+    rest: list[dict[str, object]] = []
+    deltas = False
+    for event in frames:
+        if event.kind in _DELTAS:
+            deltas = True
+        elif event.kind is None or event.kind in _FOLDED:
+            value = event.value()
+            if value is not None:
+                rest.append(value)
+    if not deltas:
         return openai.fold_events(rest)
     settled = openai.fold_settled(rest) if any(_has_output(v) for v in rest) else None
     if settled is not None:

@@ -16,7 +16,7 @@ from . import headers as hdr
 from .decode import decode_body
 from .pricing import PriceTable
 from .reqdelta import Chains
-from .record import HttpCall, WsClosed, WsFrame, WsOpened, index_line, iso_ms
+from .record import INDEX_FIELDS, HttpCall, WsClosed, WsFrame, WsOpened, index_line, iso_ms
 from .store import RawJson, ResponseWithMeta
 from .sessions import CodexHeaders, Identity, SessionTracker, codex_headers, identify, identify_codex, prompt_hash
 from .summarize import Summary, identity_fields, summarize_http, summarize_turn
@@ -42,7 +42,7 @@ class Writes:
 class _TurnStart:
     """What a turn's line takes from its ``response.create``: worked out when it arrives."""
 
-    identity: Identity
+    fields: dict[str, object]  # the line's identity fields
     prompt_digest: str | None
     offset: int  # where its create line starts in the frame log
 
@@ -155,13 +155,13 @@ class Assembler:
 
     def handle(self, item: object) -> Writes | None:
         """What to write for one relay fact (None: nothing yet)."""
+        if isinstance(item, WsFrame):  # the most frequent by far
+            return self._ws_frame(item)
         if isinstance(item, HttpCall):
             return self._http(item)
         if isinstance(item, WsOpened):
             self._ws_opened(item)
             return None
-        if isinstance(item, WsFrame):
-            return self._ws_frame(item)
         if isinstance(item, WsClosed):
             return self._ws_closed(item)
         raise TypeError(f"recorder got an unknown item {type(item).__name__}")
@@ -321,10 +321,12 @@ class Assembler:
             request = state.tracker.opens_turn("c2u", text)
             if request is not None and text is not None:
                 return self._turn_opened(state, frame, request, text, rel_ms)
-        self._log(state, frame_line(rel_ms, frame.direction, frame.size, frame.text, frame.truncated))
-        if frame.direction != "u2c":
+        line = frame_line(rel_ms, frame.direction, frame.size, frame.text, frame.truncated)
+        state.out.append(line)  # (_log, inlined: the path every frame takes)
+        state.logged += len(line) if line.isascii() else len(line.encode("utf-8", "surrogatepass"))
+        if text is None or frame.direction != "u2c":
             return None
-        turns = state.tracker.on_frame("u2c", frame.ts, text, frame.size)
+        turns = state.tracker.on_upstream(frame.ts, text, frame.size)
         return self._turn_writes(state, turns) if turns else None
 
     def _turn_opened(self, state: _WsState, frame: WsFrame, request: dict[str, object], text: str,
@@ -346,7 +348,7 @@ class Assembler:
         stored = json.dumps(packed, ensure_ascii=False, separators=(",", ":"), default=str) if packed is not None else (
             text if "\n" not in text else json.dumps(request, ensure_ascii=False))
         offset = self._log(state, create_line(turn_id, rel_ms, frame.size, stored))
-        state.starts[state.creates] = _TurnStart(ident, digest, offset)
+        state.starts[state.creates] = _TurnStart(identity_fields(ident), digest, offset)
         state.creates += 1
         return writes
 
@@ -354,17 +356,23 @@ class Assembler:
         writes = Writes()
         for turn in turns:
             state.turns += 1
-            start = state.starts.pop(turn.index)
-            fields = summarize_turn(turn, self.prices)
-            fields.update(identity_fields(start.identity))
-            fields["systemPromptHash"] = start.prompt_digest
-            writes.lines.append(index_line(
-                id=f"{state.opened.id}-t{turn.index}", ts=iso_ms(turn.ended), receivedAt=int(turn.started * 1000),
-                kind="turn", transport="websocket", provider=_provider(state.opened.provider), method="WS",
-                url=state.opened.url, status=None if turn.partial else 200, isSSE=False,
-                connectionId=state.opened.id, error=turn.error, frames=[start.offset, state.logged], **fields,
-            ))
+            writes.lines.append(self._turn_line(state, turn, state.starts.pop(turn.index)))
         return writes
+
+    def _turn_line(self, state: _WsState, turn: Turn, start: _TurnStart) -> dict[str, Any]:
+        """The turn's index line, built in place (what ``index_line`` gives, without its copies)."""
+        opened = state.opened
+        line: dict[str, Any] = dict.fromkeys(INDEX_FIELDS)
+        line.update(
+            id=f"{opened.id}-t{turn.index}", ts=iso_ms(turn.ended), receivedAt=int(turn.started * 1000),
+            kind="turn", transport="websocket", provider=_provider(opened.provider), method="WS",
+            url=opened.url, status=None if turn.partial else 200, isSSE=False,
+            connectionId=opened.id, error=turn.error, frames=[start.offset, state.logged],
+        )
+        line.update(summarize_turn(turn, self.prices))
+        line.update(start.fields)
+        line["systemPromptHash"] = start.prompt_digest
+        return line
 
     def _ws_closed(self, closed: WsClosed) -> Writes | None:
         state = self._ws.pop(closed.conn_id, None)

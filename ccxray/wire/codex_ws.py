@@ -46,12 +46,15 @@ _UNSET = object()
 def event_kind(text: str) -> str | None:
     """The `type` an event's text opens with (``{"type":"...``), or None when it
     does not open so (the caller parses it whole)."""
-    for head in _HEADS:
-        if text.startswith(head):
-            end = text.find('"', len(head))
-            kind = text[len(head):end] if end > 0 else "\\"
-            return None if "\\" in kind else kind
-    return None
+    if text.startswith(_HEADS[0]):
+        start = len(_HEADS[0])
+    elif text.startswith(_HEADS[1]):
+        start = len(_HEADS[1])
+    else:
+        return None
+    end = text.find('"', start)
+    kind = text[start:end]
+    return None if end < 0 or "\\" in kind else kind
 
 
 def decode(text: str) -> object:
@@ -197,9 +200,15 @@ class TurnTracker:
             return []
         if direction == "c2u":
             return self._client_frame(text, ts, size)
-        if direction == "u2c" and self._open is not None:
-            return self._upstream_frame(self._open, text, ts, size)
+        if direction == "u2c":
+            return self.on_upstream(ts, text, size)
         return []
+
+    def on_upstream(self, ts: float, text: str, size: int) -> list[Turn]:
+        """Account one upstream text frame; returns the turn it ended, if it did."""
+        if self._open is None:
+            return []
+        return self._upstream_frame(self._open, text, ts, size)
 
     def opens_turn(self, direction: str, text: str | None) -> dict[str, object] | None:
         """The request when this frame is a `response.create` (decoded once: `on_frame` reuses it)."""

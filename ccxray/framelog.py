@@ -112,6 +112,33 @@ def read_line(path: Path, at: int) -> bytes | None:
     return raw[:-1] if raw.endswith(b"\n") else None
 
 
+def create_offsets(path: Path) -> dict[str, int]:
+    """Where each turn's create line starts in the log at ``path`` (one pass; {} if missing)."""
+    mark = b"\n" + TURN_MARK.encode()
+    found: dict[str, int] = {}
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return found
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return found
+        with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as view:
+            at = 0 if view[:len(mark) - 1] == mark[1:] else view.find(mark)
+            while at >= 0:
+                start = at if at == 0 and view[:1] != b"\n" else at + 1
+                id_at = start + len(mark) - 1
+                end = view.find(b'"', id_at)
+                if end < 0:
+                    break
+                found[view[id_at:end].decode("ascii", "replace")] = start
+                at = view.find(mark, end)
+    finally:
+        os.close(fd)
+    return found
+
+
 def find_create(path: Path, turn_id: str, hint: int | None = None) -> int | None:
     """Where the create line of ``turn_id`` starts in the log at ``path`` (checking
     ``hint`` first), or None. Only the mark at a line's start counts: a frame's
@@ -135,5 +162,5 @@ def find_create(path: Path, turn_id: str, hint: int | None = None) -> int | None
         os.close(fd)
 
 
-__all__ = ["SUFFIX", "conn_of_turn", "create_line", "find_create", "frame_line", "log_name", "parse_line",
+__all__ = ["SUFFIX", "conn_of_turn", "create_line", "create_offsets", "find_create", "frame_line", "log_name", "parse_line",
            "read_line", "read_lines"]

@@ -46,6 +46,7 @@ class _Chain:
     def __init__(self, logs_dir: Path) -> None:
         self.logs_dir = logs_dir
         self._histories: dict[str, list[Any]] = {}
+        self._creates: dict[str, dict[str, int]] = {}  # per frame log: where each turn's create line is
 
     def req_path(self, call_id: str) -> Path:
         if not is_safe_id(call_id):
@@ -58,10 +59,16 @@ class _Chain:
         path = self.req_path(call_id)
         if path.exists():
             return path, load_json(path)
-        found = turn_create(self.logs_dir, call_id)
-        if found is None:
+        conn = framelog.conn_of_turn(call_id)
+        if conn is None or not is_safe_id(conn):
             raise ReadBackError(path, "missing")
-        return found[0], found[2].get("request")
+        log = self.logs_dir / framelog.log_name(conn)
+        if conn not in self._creates:  # one pass over the log, however many of its turns a chain names
+            self._creates[conn] = framelog.create_offsets(log)
+        at = self._creates[conn].get(call_id)
+        if at is None:
+            raise ReadBackError(path, "missing")
+        return log, _create_record(log, call_id, at).get("request")
 
     def history(self, call_id: str, key: str, hops: int = 0) -> list[Any]:
         """The whole history list of stored request ``call_id``."""
@@ -129,11 +136,15 @@ def turn_create(logs_dir: Path, turn_id: str, hint: int | None = None) -> tuple[
     at = framelog.find_create(log, turn_id, hint)
     if at is None:
         return None
+    return log, at, _create_record(log, turn_id, at)
+
+
+def _create_record(log: Path, turn_id: str, at: int) -> dict[str, Any]:
     raw = framelog.read_line(log, at)
     record = None if raw is None else framelog.parse_line(raw)
     if record is None:
         raise ReadBackError(log, f"the create line of {turn_id} at {at} is torn or not JSON")
-    return log, at, record
+    return record
 
 
 def read_request_file(logs_dir: Path, path: Path) -> object:
@@ -156,11 +167,12 @@ def _frame_back(logs_dir: Path, frame: object) -> object:
             for key, value in frame.items()}
 
 
-def inflate(logs_dir: Path, stored: object, path: Path) -> object:
-    """The whole request a stored (maybe packed) sidecar stands for; ``path`` names it in errors."""
+def inflate(logs_dir: Path, stored: object, path: Path, chain: _Chain | None = None) -> object:
+    """The whole request a stored (maybe packed) sidecar stands for; ``path`` names it in errors.
+    ``chain`` shares what one read has opened already among several requests."""
     if not is_packed(stored):
         return stored
-    chain = _Chain(logs_dir)
+    chain = chain or _Chain(logs_dir)
     sources = Sources(base_history=lambda base, key: chain.history(base, key, 1),
                       system_text=chain.system_text, blob=chain.blob)
     try:
@@ -237,13 +249,14 @@ def _connection_frames(logs_dir: Path, log: Path, direction: str, end: int | Non
     except FileNotFoundError:
         raise ReadBackError(log, "missing") from None
     records = []
+    chain = _Chain(logs_dir)
     for _, raw in lines:
         record = framelog.parse_line(raw)
         if record is None or record.get("dir") != direction:
             continue
         if "turn" in record:
             record = {"ts": record.get("ts"), "dir": direction, "size": record.get("size"),
-                      "data": inflate(logs_dir, record.get("request"), log)}
+                      "data": inflate(logs_dir, record.get("request"), log, chain)}
         records.append(record)
     return records
 

@@ -72,3 +72,16 @@ def test_turn_ids_name_their_connection() -> None:
     assert framelog.conn_of_turn("20261129T101010123Z-00042-000007-t12") == "20261129T101010123Z-00042-000007"
     assert framelog.conn_of_turn("20261129T101010123Z-00042-000007") is None
     assert framelog.conn_of_turn("-t1") is None and framelog.conn_of_turn("x-tone") is None
+
+
+def test_create_offsets_maps_every_turn_in_one_pass(tmp_path: Path) -> None:
+    log = tmp_path / framelog.log_name("c1")
+    lines = [framelog.create_line("c1-t0", 0.0, 1, "{}"),
+             framelog.frame_line(0.5, "u2c", 1, '{"x":"\\n{\\"turn\\":\\"c1-t9\\","}', False),
+             framelog.create_line("c1-t1", 1.0, 1, '{"a":1}'), framelog.create_line("c1-t10", 2.0, 1, "{}")]
+    _write(log, *lines)
+    starts = [sum(len(l.encode()) for l in lines[:n]) for n in range(len(lines))]
+    assert framelog.create_offsets(log) == {"c1-t0": starts[0], "c1-t1": starts[2], "c1-t10": starts[3]}
+    assert framelog.create_offsets(tmp_path / "missing") == {}
+    _write(log)
+    assert framelog.create_offsets(log) == {}

@@ -147,11 +147,14 @@ class _Fold:
         self.st = _Stream()
 
     def event(self, raw: object) -> None:
-        data = unwrap_event(raw)
-        if isinstance(data, str):
-            self.out.is_terminal = self.out.is_terminal or data.strip() == "[DONE]"
-            return
-        ev = as_dict(data)
+        if isinstance(raw, dict) and "data" not in raw:
+            ev: dict[str, object] | None = raw  # a bare event, the common case: nothing to unwrap
+        else:
+            data = unwrap_event(raw)
+            if isinstance(data, str):
+                self.out.is_terminal = self.out.is_terminal or data.strip() == "[DONE]"
+                return
+            ev = as_dict(data)
         if ev is None:
             return
         kind = get_str(ev, "type")

@@ -199,7 +199,8 @@ class TurnTracker:
         if text is None:
             return []
         if direction == "c2u":
-            return self._client_frame(text, ts, size)
+            request = self.opens_turn("c2u", text)
+            return [] if request is None else self.open_turn(request, ts, size)
         if direction == "u2c":
             return self.on_upstream(ts, text, size)
         return []
@@ -211,7 +212,7 @@ class TurnTracker:
         return self._upstream_frame(self._open, text, ts, size)
 
     def opens_turn(self, direction: str, text: str | None) -> dict[str, object] | None:
-        """The request when this frame is a `response.create` (decoded once: `on_frame` reuses it)."""
+        """The request when this frame is a `response.create` (decoded once: pass it to `open_turn`)."""
         if direction != "c2u" or text is None:
             return None
         kind = event_kind(text)
@@ -229,12 +230,6 @@ class TurnTracker:
         if self._open is None:
             return []
         return [self._close(ts, partial=True, error=reason)]
-
-    def _client_frame(self, text: str, ts: float, size: int, request: dict[str, object] | None = None) -> list[Turn]:
-        event = request if request is not None else self.opens_turn("c2u", text)
-        if event is None:
-            return []
-        return self.open_turn(event, ts, size)
 
     def open_turn(self, request: dict[str, object], ts: float, size: int) -> list[Turn]:
         """A `response.create` already decoded (see `opens_turn`); returns the turn it superseded."""

@@ -4,8 +4,9 @@
 
 * Bytes on disk for the 200-turn sessions of ``tools/storage_sessions.py``
   (Claude Code style, Codex over HTTP, Codex over WebSocket): request sidecars
-  (for a WebSocket, its whole frame log, replies included) plus ``shared/``
-  against the bytes of every request stored whole.
+  (for a WebSocket, the client-to-upstream lines of its frame log; the note
+  also gives the whole log) plus ``shared/`` against the bytes of every
+  request stored whole.
 * Recorder CPU per call (process CPU time of the writer's own step,
   ``Recorder._handle``, sidecars and line written to disk; the mean over the
   session, median of 5 runs) storing requests whole ("before", what the
@@ -84,11 +85,15 @@ def _record(logs: Path, items: list[Any], whole: bool) -> list[float]:
     return cpu
 
 
-def _disk_bytes(logs: Path) -> int:
-    """Request sidecars, WebSocket frame logs (whole: they also hold the replies) and shared files."""
-    files = [p for p in logs.glob("*_req.json")] + [p for p in logs.glob("*_frames.ndjson")] + \
-        [p for p in (logs / "shared").iterdir()]
-    return sum(p.stat().st_size for p in files)
+def _disk_bytes(logs: Path, replies: bool = False) -> int:
+    """Request sidecars, the client-to-upstream lines of WebSocket frame logs (the
+    requests; with ``replies`` the whole logs) and shared files."""
+    files = [p for p in logs.glob("*_req.json")] + [p for p in (logs / "shared").iterdir()]
+    total = sum(p.stat().st_size for p in files)
+    for log in logs.glob("*_frames.ndjson"):
+        lines = log.read_bytes().splitlines(keepends=True)
+        total += sum(len(line) for line in lines if replies or b'"dir":"c2u"' in line.split(b"\t", 1)[0])
+    return total
 
 
 def _sessions(started: float) -> dict[str, tuple[list[Any], int]]:
@@ -142,8 +147,10 @@ def run_sizes_and_cpu(report: Report, tmp: Path) -> Path:
                        Compare.NONE, target, share <= 5 if target else None))
         report.add(Row(SECTION, f"{name}: recorder CPU per call, mean (whole -> delta)", "us",
                        statistics.median(before), statistics.median(after), Compare.ADDED))
-        report.note(f"storage: {name}: {full / 1e6:.1f} MB of requests sent, "
-                    f"{_disk_bytes(tmp / f'{name}-False-0'.replace(' ', '_')) / 1e6:.2f} MB stored")
+        logs = tmp / f"{name}-False-0".replace(" ", "_")
+        report.note(f"storage: {name}: {full / 1e6:.1f} MB of requests sent, {_disk_bytes(logs) / 1e6:.2f} MB stored"
+                    + (f" ({_disk_bytes(logs, replies=True) / 1e6:.2f} MB with the replies in the frame log)"
+                       if list(logs.glob("*_frames.ndjson")) else ""))
     return claude_logs
 
 

@@ -134,6 +134,7 @@ class Assembler:
         self.prices = prices
         self.sessions = sessions or SessionTracker()
         self._ws: dict[str, _WsState] = {}
+        self._dirty: list[_WsState] = []  # connections with frame-log lines not yet taken
         self._ended: list[tuple[str, list[str]]] = []  # closed connections' last frame-log lines
         self._prompts_stored: set[str] = set()
         self.chains = Chains()
@@ -289,11 +290,11 @@ class Assembler:
     def take_frames(self) -> list[tuple[str, bytes, bool]]:
         """Frame-log bytes to append before the lines handled so far are written:
         (connection id, bytes, whether the connection ended)."""
-        taken = [(conn_id, _encode(state.out), False) for conn_id, state in self._ws.items() if state.out]
+        taken = [(state.opened.id, _encode(state.out), False) for state in self._dirty if state.out]
         taken += [(conn_id, _encode(out), True) for conn_id, out in self._ended]
-        for state in self._ws.values():
+        for state in self._dirty:
             state.out = []
-        self._ended = []
+        self._dirty, self._ended = [], []
         return taken
 
     def frames_lost(self, conn_id: str, size: int) -> None:
@@ -306,6 +307,8 @@ class Assembler:
     def _log(self, state: _WsState, line: str) -> int:
         """Queue a frame-log line; returns the offset it will start at."""
         at = state.logged
+        if not state.out:
+            self._dirty.append(state)
         state.out.append(line)
         state.logged += len(line) if line.isascii() else len(line.encode("utf-8", "surrogatepass"))
         return at
@@ -322,7 +325,9 @@ class Assembler:
             if request is not None and text is not None:
                 return self._turn_opened(state, frame, request, text, rel_ms)
         line = frame_line(rel_ms, frame.direction, frame.size, frame.text, frame.truncated)
-        state.out.append(line)  # (_log, inlined: the path every frame takes)
+        if not state.out:  # (_log, inlined: the path every frame takes)
+            self._dirty.append(state)
+        state.out.append(line)
         state.logged += len(line) if line.isascii() else len(line.encode("utf-8", "surrogatepass"))
         if text is None or frame.direction != "u2c":
             return None
@@ -385,6 +390,7 @@ class Assembler:
             writes = _merge(pending, writes) or writes
         if state.out or state.logged:
             self._ended.append((closed.conn_id, state.out))
+            state.out = []  # taken as the connection's last lines, not again as a live one's
         opened = state.opened
         writes.lines.append(index_line(
             id=opened.id, ts=iso_ms(end_ts), receivedAt=int(opened.started * 1000), kind="connection",

@@ -260,8 +260,10 @@ class Assembler:
     # -- WebSocket ----------------------------------------------------------
 
     def _ws_opened(self, opened: WsOpened) -> None:
-        ident = self.sessions.resolve(identify(_provider(opened.provider), opened.req_headers, None), opened.started)
-        self._ws[opened.id] = _WsState(opened, ident, TurnTracker(opened.id), codex_headers(opened.req_headers))
+        headers, provider = codex_headers(opened.req_headers), _provider(opened.provider)
+        seen = identify_codex(headers, None) if provider == "openai" else identify(provider, opened.req_headers, None)
+        ident = self.sessions.resolve(seen, opened.started)
+        self._ws[opened.id] = _WsState(opened, ident, TurnTracker(opened.id), headers)
 
     def _ws_frame(self, frame: WsFrame) -> Writes | None:
         state = self._ws.get(frame.conn_id)

@@ -207,9 +207,21 @@ class TurnTracker:
 
     def on_upstream(self, ts: float, text: str, size: int) -> list[Turn]:
         """Account one upstream text frame; returns the turn it ended, if it did."""
-        if self._open is None:
+        turn = self._open
+        if turn is None:
             return []
-        return self._upstream_frame(self._open, text, ts, size)
+        kind = event_kind(text)
+        event = Event(kind, text, ts, size)
+        if kind is None or kind in _ENDS:
+            value = event.value()
+            if value is None:
+                return []  # not a JSON object: not an event of the turn
+            named = value.get("type")
+            kind = event.kind = named if isinstance(named, str) else None  # None: folded whole, whatever it is
+        turn.frames.append(event)
+        if kind in _ENDS:
+            return [self._close(ts, partial=False, error=None)]
+        return []
 
     def opens_turn(self, direction: str, text: str | None) -> dict[str, object] | None:
         """The request when this frame is a `response.create` (decoded once: pass it to `open_turn`)."""
@@ -238,20 +250,6 @@ class TurnTracker:
                                request_facts=openai.request_facts(request), size=size)
         self._next_index += 1
         return done
-
-    def _upstream_frame(self, turn: _OpenTurn, text: str, ts: float, size: int) -> list[Turn]:
-        kind = event_kind(text)
-        event = Event(kind, text, ts, size)
-        if kind is None or kind in _ENDS:
-            value = event.value()
-            if value is None:
-                return []  # not a JSON object: not an event of the turn
-            named = value.get("type")
-            kind = event.kind = named if isinstance(named, str) else None  # None: folded whole, whatever it is
-        turn.frames.append(event)
-        if kind in _ENDS:
-            return [self._close(ts, partial=False, error=None)]
-        return []
 
     def _close(self, ts: float, partial: bool, error: str | None) -> Turn:
         turn, self._open = self._open, None

@@ -111,8 +111,9 @@ class _Chain:
         return load_json(path)
 
 
-def read_request(logs_dir: Path, call_id: str) -> object:
-    """The whole request of ``call_id``; None if it has none stored.
+def read_request(logs_dir: Path, call_id: str, offsets: IndexOffsets | None = None) -> object:
+    """The whole request of ``call_id``; None if it has none stored. With ``offsets``,
+    a WebSocket turn's line says where its request is in the frame log (else it is searched).
 
     Raises ReadBackError when the sidecar or a link it needs is missing or corrupt.
     """
@@ -122,7 +123,9 @@ def read_request(logs_dir: Path, call_id: str) -> object:
     log = logs_dir / framelog.log_name(call_id)
     if log.exists():  # a WebSocket connection recorded in a frame log
         return _connection_frames(logs_dir, log, "c2u", None)
-    found = turn_create(logs_dir, call_id)
+    line = find_line(logs_dir, call_id, offsets) if offsets is not None else None
+    span = None if line is None else _frame_range(line)
+    found = turn_create(logs_dir, call_id, None if span is None else span[0])
     return None if found is None else inflate(logs_dir, found[2].get("request"), found[0])
 
 

@@ -66,7 +66,10 @@ def _creates(n: int) -> list[dict[str, Any]]:
 
 def test_every_turn_and_the_connection_read_back_from_the_frame_log(tmp_path: Path) -> None:
     logs, creates = tmp_path / "logs", _creates(5)
-    _record(logs, _session("ws1", time.time(), creates)).store.close()
+    recorder = _record(logs, _session("ws1", time.time(), creates))
+    recorder.store.close()
+    offsets = recorder.store.offsets  # where the lines are: a turn's line says where its request is
+    assert json.dumps(read_request(logs, "ws1-t3", offsets)) == json.dumps(creates[3])
     lines = list(read_index(logs / "index.ndjson"))
     turns = [l for l in lines if l["kind"] == "turn"]
     assert [l["id"] for l in turns] == [f"ws1-t{n}" for n in range(5)]

@@ -12,7 +12,6 @@ import difflib
 import json
 import time
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Callable
 
 from ..app import App
@@ -69,10 +68,10 @@ SEARCH_NEWEST = 500
 SEARCH_BYTES = 4 << 20
 
 
-def _request_has(logs: Path, line_id: str, needles: list[str]) -> bool:
+def _request_has(app: App, line_id: str, needles: list[str]) -> bool:
     """Whether the whole request (re-inflated when stored as a delta) holds every needle."""
     try:
-        request = read_request(logs, line_id)
+        request = read_request(app.settings.logs_dir, line_id, app.recorder.store.offsets)
     except ReadBackError:
         return False
     if request is None:
@@ -96,9 +95,8 @@ def search(app: App, session: str, query: str) -> list[str]:
     index.refresh()
     if not needles:
         return []
-    logs = app.settings.logs_dir
     return [i for i in index.session_ids(session)[-SEARCH_NEWEST:]
-            if is_safe_id(i) and (_request_has(logs, i, needles) or _response_has(app, i, needles))]
+            if is_safe_id(i) and (_request_has(app, i, needles) or _response_has(app, i, needles))]
 
 
 def _sidecar_request(app: App, read: Reader, line_id: str | None) -> tuple[dict[str, Any] | None, object]:

@@ -14,6 +14,7 @@ never hold an unescaped quote, so recorded text cannot forge a reference.
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ class Needed:
     blobs: set[str] = field(default_factory=set)
 
 
-def _scan_refs(data: bytes, needed: Needed) -> list[str]:
+def _scan_refs(data: bytes | mmap.mmap, needed: Needed) -> list[str]:
     """Note the shared files ``data`` (stored requests) names; returns the request ids it builds on."""
     needed.prompts.update(m.decode() for m in _SYS.findall(data))
     needed.blobs.update(m.decode() for m in _BLOB.findall(data))
@@ -58,11 +59,15 @@ def _scan_request(logs_dir: Path, call_id: str, needed: Needed) -> list[str]:
     if conn in needed.frame_logs:
         return []
     try:
-        data = (logs_dir / log_name(conn)).read_bytes()
+        with open(logs_dir / log_name(conn), "rb") as fh:
+            if os.fstat(fh.fileno()).st_size == 0:
+                needed.frame_logs.add(conn)
+                return []
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as view:  # a long session's log, unread
+                needed.frame_logs.add(conn)
+                return _scan_refs(view, needed)
     except OSError:
         return []
-    needed.frame_logs.add(conn)
-    return _scan_refs(data, needed)
 
 
 def needed_files(logs_dir: Path) -> Needed:

@@ -30,7 +30,7 @@ from .framelog import log_name
 from .offsets import IndexOffsets, OffsetsBuilder
 
 INDEX_NAME = "index.ndjson"
-MAX_OPEN_FRAME_LOGS = 32  # frame logs kept open between batches; idle connections reopen theirs
+MAX_OPEN_FRAME_LOGS = 128  # frame logs kept open between batches (busy sessions never reopen theirs); idle ones reopen
 SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 

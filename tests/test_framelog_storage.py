@@ -266,3 +266,18 @@ def test_kill_9_mid_connection_leaves_every_completed_turn_readable(fake, tmp_pa
         call = read_call(logs, line["id"])
         assert call is not None and json.dumps(call["request"]) == json.dumps(creates[n])
         assert call["response"][-1]["type"] == "response.completed"
+
+
+def test_frame_logs_beyond_the_open_cap_reopen_and_append(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ccxray.store as store_module
+    monkeypatch.setattr(store_module, "MAX_OPEN_FRAME_LOGS", 2)
+    store = Store(tmp_path / "logs")
+    try:
+        for round_ in range(3):
+            for conn in ("a", "b", "c", "d"):
+                store.append_frames(conn, f"{conn}{round_}\n".encode())
+        assert len(store._frame_logs) == 2
+    finally:
+        store.close()
+    for conn in ("a", "b", "c", "d"):
+        assert (tmp_path / "logs" / f"{conn}_frames.ndjson").read_bytes() == f"{conn}0\n{conn}1\n{conn}2\n".encode()

@@ -11,9 +11,9 @@ from typing import Any
 
 from ccxray.assemble import Assembler
 from ccxray.cli import main
-from ccxray.dashboard.views import _response_has
+from ccxray.dashboard.views import SEARCH_BYTES
 from ccxray.pricing import PriceTable
-from ccxray.readback import read_call, read_part
+from ccxray.readback import read_call, read_part, read_response_text
 from ccxray.record import HttpCall
 from ccxray.recorder import Recorder
 from ccxray.store import ResponseWithMeta, Store, encode_json
@@ -87,6 +87,12 @@ def test_a_dropped_body_keeps_the_meta(tmp_path: Path) -> None:
     assert part == "res" and isinstance(kept, ResponseWithMeta) and kept.response is None
     assert kept.meta["request"]["url"] == "/v1/messages"  # type: ignore[index]
     recorder.close()
+
+
+def _response_has(logs: Path, call_id: str, needles: list[str]) -> bool:
+    """What the page's search matches in a response (its text as read back for a search)."""
+    text = read_response_text(logs, call_id, None, SEARCH_BYTES).lower()
+    return bool(text) and all(n in text for n in needles)
 
 
 def test_search_does_not_match_the_folded_meta(tmp_path: Path) -> None:

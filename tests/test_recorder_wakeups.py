@@ -1,0 +1,55 @@
+"""The writer thread gathers what the relays submit for a moment before it
+handles it (one GIL hand-off per batch, not per item), and flush and close
+never wait that moment out."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ccxray.assemble import Assembler
+from ccxray.pricing import PriceTable
+from ccxray.recorder import COALESCE_S, Recorder
+from ccxray.store import Store
+
+
+class _Counting(Recorder):
+    """A recorder that remembers the size of every batch it handled."""
+
+    def __init__(self, logs: Path, coalesce_s: float) -> None:
+        super().__init__(Store(logs), Assembler(PriceTable.load()), coalesce_s)
+        self.batches: list[list[object]] = []
+
+    def _handle_batch(self, batch: list[object]) -> bool:
+        self.batches.append(list(batch))
+        return super()._handle_batch(batch)
+
+
+def test_items_submitted_together_are_handled_as_one_batch_and_flush_does_not_wait(tmp_path):
+    recorder = _Counting(tmp_path / "logs", coalesce_s=600.0)  # a window no test could sit out
+    recorder.start()
+    ran: list[str] = []
+    try:
+        recorder.run_on_writer(lambda: ran.append("first"))
+        recorder.run_on_writer(lambda: ran.append("second"))
+        started = time.monotonic()
+        assert recorder.flush(timeout=30.0)
+        assert time.monotonic() - started < 30.0  # flush cut the 600 s window short
+    finally:
+        recorder.close(timeout=30.0)
+    assert ran == ["first", "second"]
+    # the first item woke the writer; the second and the flush joined its batch
+    assert len(recorder.batches[0]) == 3, recorder.batches
+
+
+def test_close_does_not_wait_out_the_window(tmp_path):
+    recorder = _Counting(tmp_path / "logs", coalesce_s=600.0)
+    recorder.start()
+    recorder.run_on_writer(lambda: None)
+    thread = recorder._thread
+    recorder.close(timeout=30.0)
+    assert thread is not None and not thread.is_alive()
+
+
+def test_the_proxy_default_is_a_short_window():
+    assert 0 < COALESCE_S <= 0.005  # the index trails completed calls by at most this much more

@@ -19,7 +19,7 @@ from .inflight import InFlightRegistry
 from .netio import UpstreamPool
 from .pricing import PriceTable
 from .recorder import Recorder
-from .restore import RestoreStats, prune, restore
+from .restore import RestoreStats
 from .sessionindex import SessionIndex
 from .store import Store
 
@@ -101,14 +101,12 @@ class App:
         days = settings.retention_days
         if days is not None:
             def prune_old() -> None:
-                rec.assembler.forget_stored()  # a chain's base or a shared file may go
-                prune(rec.store, days)
+                rec.prune_older_than(days)
             rec.run_on_writer(prune_old)
             rec.every(PRUNE_EVERY_S, prune_old)
 
         def restore_state() -> None:
-            self.restore_stats = restore(rec.store.logs_dir, rec.assembler.sessions, self.sessions,
-                                         settings.restore_days, offsets=rec.store.offsets)
+            self.restore_stats = rec.restore_into(self.sessions, settings.restore_days)
         rec.run_on_writer(restore_state)
         rec.run_on_writer(self.line_index.refresh)  # the page's line index, built before anyone opens it
 

@@ -37,7 +37,10 @@ import time
 from typing import Any, Callable, Union
 
 from .assemble import Assembler, Writes
+from .offsets import IndexOffsets
 from .record import HttpCall, IdFactory, WsClosed, WsFrame, WsOpened
+from .restore import RestoreStats, prune, restore
+from .sessionindex import SessionIndex
 from .store import ResponseWithMeta, Store, dumps_line
 
 log = logging.getLogger("ccxray.recorder")
@@ -130,6 +133,21 @@ class Recorder:
         with self._listeners_lock:
             if fn in self._listeners:
                 self._listeners.remove(fn)
+
+    @property
+    def offsets(self) -> IndexOffsets:
+        """The log's id -> byte offset map (readers on any thread may look ids up)."""
+        return self.store.offsets
+
+    def prune_older_than(self, days: float) -> int:
+        """Drop calls older than ``days`` from the log (writer thread only: the
+        assembler must forget what it stored, a chain's base or a shared file may go)."""
+        self.assembler.forget_stored()
+        return prune(self.store, days)
+
+    def restore_into(self, index: SessionIndex, days: float | None) -> RestoreStats:
+        """Rebuild the session state and ``index`` from the log (writer thread only)."""
+        return restore(self.store.logs_dir, self.assembler.sessions, index, days, offsets=self.store.offsets)
 
     def handle_now(self, item: Item) -> None:
         """Record one item on the caller's thread, exactly as the writer thread

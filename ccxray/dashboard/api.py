@@ -46,7 +46,7 @@ def entry(app: App, entry_id: str) -> dict[str, Any] | None:
     """One index line with its whole request, response and meta, or None.
     A sidecar that cannot be read back leaves the line, its bodies null and
     ``readError`` naming the file."""
-    logs, offsets = app.settings.logs_dir, app.recorder.store.offsets
+    logs, offsets = app.settings.logs_dir, app.recorder.offsets
     try:
         return read_call(logs, entry_id, offsets)
     except ReadBackError as exc:

@@ -71,7 +71,7 @@ SEARCH_BYTES = 4 << 20
 def _request_has(app: App, line_id: str, needles: list[str]) -> bool:
     """Whether the whole request (re-inflated when stored as a delta) holds every needle."""
     try:
-        request = read_request(app.settings.logs_dir, line_id, app.recorder.store.offsets)
+        request = read_request(app.settings.logs_dir, line_id, app.recorder.offsets)
     except ReadBackError:
         return False
     if request is None:
@@ -83,7 +83,7 @@ def _request_has(app: App, line_id: str, needles: list[str]) -> bool:
 def _response_has(app: App, line_id: str, needles: list[str]) -> bool:
     """Whether the response's stored text holds every needle (responses are stored whole;
     JSON escapes stay as written)."""
-    text = read_response_text(app.settings.logs_dir, line_id, app.recorder.store.offsets, SEARCH_BYTES).lower()
+    text = read_response_text(app.settings.logs_dir, line_id, app.recorder.offsets, SEARCH_BYTES).lower()
     return bool(text) and all(n in text for n in needles)
 
 

@@ -16,11 +16,11 @@ from . import headers as hdr
 from .decode import decode_body
 from .pricing import PriceTable
 from .reqdelta import Chains
-from .record import INDEX_FIELDS, HttpCall, WsClosed, WsFrame, WsOpened, index_line, iso_ms
+from .record import INDEX_FIELDS, HttpCall, WsClosed, WsFrame, WsOpened, WsRun, index_line, iso_ms
 from .store import RawJson, ResponseWithMeta
 from .sessions import CodexHeaders, Identity, SessionTracker, codex_headers, identify, identify_codex, prompt_hash
 from .summarize import Summary, identity_fields, summarize_http, summarize_turn
-from .framelog import create_line, frame_line
+from .framelog import create_line, frame_line, frame_lines
 from .wire.codex_ws import Turn, TurnTracker
 
 MAX_RECORDED_FRAME_BYTES = 64 * 1024 * 1024  # per connection; beyond it frames are logged by size
@@ -156,7 +156,9 @@ class Assembler:
 
     def handle(self, item: object) -> Writes | None:
         """What to write for one relay fact (None: nothing yet)."""
-        if isinstance(item, WsFrame):  # the most frequent by far
+        if isinstance(item, WsRun):  # the most frequent by far
+            return self._ws_run(item)
+        if isinstance(item, WsFrame):
             return self._ws_frame(item)
         if isinstance(item, HttpCall):
             return self._http(item)
@@ -264,6 +266,45 @@ class Assembler:
         seen = identify_codex(headers, None) if provider == "openai" else identify(provider, opened.req_headers, None)
         ident = self.sessions.resolve(seen, opened.started)
         self._ws[opened.id] = _WsState(opened, ident, TurnTracker(opened.id), headers)
+
+    def _ws_run(self, run: WsRun) -> Writes | None:
+        """One recv's messages: upstream events in order and within the recording cap
+        (the common case) in one pass; anything else message by message."""
+        state = self._ws.get(run.conn_id)
+        if state is None:
+            return None
+        found = run.found
+        kept = state.kept_bytes + sum(size for text, size, _ in found if text is not None)
+        if (run.direction != "u2c" or run.seq > state.next_seq or state.waiting
+                or kept > MAX_RECORDED_FRAME_BYTES):
+            writes: Writes | None = None
+            for frame in run.frames():
+                writes = _merge(writes, self._ws_frame(frame))
+            return writes
+        state.kept_bytes = kept
+        state.next_seq = run.seq + len(found)
+        lines = frame_lines(round((run.ts - state.opened.started) * 1000, 3), "u2c", found)
+        if not state.out:
+            self._dirty.append(state)
+        state.out += lines
+        return self._upstream_events(state, run.ts, lines, found)
+
+    def _upstream_events(self, state: _WsState, ts: float, lines: list[str],
+                         found: list[tuple[str | None, int, bool]]) -> Writes | None:
+        """Feed a run's events to the turn tracker, the log's length kept at each
+        (a turn's line names where its terminal event's line ends)."""
+        upstream_event = state.tracker.upstream_event
+        logged = state.logged
+        writes: Writes | None = None
+        for line, (text, size, truncated) in zip(lines, found):
+            logged += len(line) if line.isascii() else len(line.encode("utf-8", "surrogatepass"))
+            if text is not None and not truncated:
+                turn = upstream_event(ts, text, size)
+                if turn is not None:
+                    state.logged = logged
+                    writes = _merge(writes, self._turn_writes(state, [turn]))
+        state.logged = logged
+        return writes
 
     def _ws_frame(self, frame: WsFrame) -> Writes | None:
         state = self._ws.get(frame.conn_id)

@@ -56,6 +56,14 @@ def frame_line(rel_ms: float, direction: str, size: int, text: str | None, trunc
     return head + "}\t" + text + "\n"
 
 
+def frame_lines(rel_ms: float, direction: str, found: list[tuple[str | None, int, bool]]) -> list[str]:
+    """The lines of frames that share a timestamp and direction, (text, size, truncated)
+    each: as `frame_line` gives them, the common text case without a call per frame."""
+    head = f'{{"ts":{rel_ms},"dir":"{direction}","size":'
+    return [head + f"{size}}}\t{text}\n" if text is not None and not truncated and "\n" not in text
+            else frame_line(rel_ms, direction, size, text, truncated) for text, size, truncated in found]
+
+
 def create_line(turn_id: str, rel_ms: float, size: int, stored: str) -> str:
     """The line of a turn's ``response.create``: ``stored`` is the request as stored, as JSON text."""
     return f'{TURN_MARK}{turn_id}","ts":{rel_ms},"dir":"c2u","size":{size},"request":{stored}}}\n'
@@ -162,5 +170,5 @@ def find_create(path: Path, turn_id: str, hint: int | None = None) -> int | None
         os.close(fd)
 
 
-__all__ = ["SUFFIX", "conn_of_turn", "create_line", "create_offsets", "find_create", "frame_line", "log_name", "parse_line",
+__all__ = ["SUFFIX", "conn_of_turn", "create_line", "create_offsets", "find_create", "frame_line", "frame_lines", "log_name", "parse_line",
            "read_line", "read_lines"]

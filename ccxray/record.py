@@ -125,6 +125,24 @@ class WsFrame:
     seq: int = 0              # the bridge's order across both directions (the recorder sorts by it)
 
 
+class WsRun:
+    """The data messages of one recv from one side, as one hand-off: they share
+    a timestamp and direction and are numbered from ``seq`` on, so the recorder
+    looks their connection up once."""
+
+    __slots__ = ("conn_id", "direction", "ts", "seq", "found")
+
+    def __init__(self, conn_id: str, direction: str, ts: float, seq: int,
+                 found: list[tuple[str | None, int, bool]]) -> None:
+        self.conn_id, self.direction, self.ts, self.seq = conn_id, direction, ts, seq
+        self.found = found  # (text or None for binary, payload bytes, not kept), in order
+
+    def frames(self) -> list[WsFrame]:
+        """The run as one WsFrame per message."""
+        return [WsFrame(self.conn_id, self.direction, self.ts, text, size, truncated, self.seq + i)
+                for i, (text, size, truncated) in enumerate(self.found)]
+
+
 @dataclass
 class CloseInfo:
     """How a WebSocket pair ended: who closed, with what code."""

@@ -38,14 +38,14 @@ from typing import Any, Callable, Union
 
 from .assemble import Assembler, Writes
 from .offsets import IndexOffsets
-from .record import HttpCall, IdFactory, WsClosed, WsFrame, WsOpened
+from .record import HttpCall, IdFactory, WsClosed, WsFrame, WsOpened, WsRun
 from .restore import RestoreStats, prune, restore
 from .sessionindex import SessionIndex
 from .store import ResponseWithMeta, Store, dumps_line
 
 log = logging.getLogger("ccxray.recorder")
 
-Item = Union[HttpCall, WsOpened, WsFrame, list[WsFrame], WsClosed, Callable[[], None]]
+Item = Union[HttpCall, WsOpened, WsFrame, list[WsFrame], list[WsRun], WsClosed, Callable[[], None]]
 Listener = Callable[[dict[str, Any]], None]
 MAX_QUEUE_ITEMS = 100_000
 BACKLOG_ITEMS = 16

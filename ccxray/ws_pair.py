@@ -23,7 +23,7 @@ from typing import Callable
 
 from . import closecodes
 from .netio import RECV_BYTES
-from .record import WsFrame
+from .record import WsRun
 from .waits import ReadWatch
 from .wsbridge import CLIENT, OTHER, SIDES, UPSTREAM, Output, Run, Side, WsBridge
 
@@ -45,7 +45,7 @@ class Pair:
     """Two sockets around one WsBridge, pumped by two threads."""
 
     def __init__(self, conn_id: str, client_sock: socket.socket, up_sock: socket.socket, bridge: WsBridge,
-                 submit: Callable[[list[WsFrame]], None], idle_s: float) -> None:
+                 submit: Callable[[list[WsRun]], None], idle_s: float) -> None:
         self.submit = submit
         self.conn_id = conn_id
         self.socks = {CLIENT: client_sock, UPSTREAM: up_sock}
@@ -108,14 +108,9 @@ class Pair:
             except OSError:
                 shutdown_quietly(self.socks[side])  # its pump sees EOF and reports the drop
 
-    def _frames(self, runs: list[Run], received: float) -> list[WsFrame]:
+    def _frames(self, runs: list[Run], received: float) -> list[WsRun]:
         conn_id = self.conn_id
-        frames: list[WsFrame] = []
-        for side, seq, found in runs:
-            direction = LOG_DIRECTION[side]
-            frames += [WsFrame(conn_id, direction, received, text, size, truncated, seq + i)
-                       for i, (text, size, truncated) in enumerate(found)]
-        return frames
+        return [WsRun(conn_id, LOG_DIRECTION[side], received, seq, found) for side, seq, found in runs]
 
     # -- the rest -----------------------------------------------------------
 

@@ -14,7 +14,7 @@ from wsproto.events import CloseConnection
 
 from ccxray import ws_pair
 from ccxray.netio import make_blocking
-from ccxray.record import WsFrame
+from ccxray.record import WsRun
 from ccxray.ws_pair import Pair, Reader
 from ccxray.wsbridge import Side, WsBridge
 from ccxray.wsscan import HOLD_BYTES
@@ -32,7 +32,7 @@ class Rig:
         self.up_proxy, self.upstream = socket.socketpair()
         for sock in (self.client_proxy, self.up_proxy):
             make_blocking(sock, 5.0)
-        self.submitted: list[list[WsFrame]] = []
+        self.submitted: list[list[WsRun]] = []
         self.pair = Pair("ws-1", self.client_proxy, self.up_proxy, WsBridge(), self.submitted.append, idle_s)
         self.threads = [threading.Thread(target=self.pair.pump_guarded, args=(side,)) for side in Side]
         for thread in self.threads:
@@ -94,10 +94,10 @@ def test_frames_pass_both_ways_and_are_recorded_in_order_with_one_stamp_per_recv
     assert receive(r.client, len(replies)) == replies
     r.client.sendall(frame(0x8, close_payload(1000), True))
     assert r.ended()
-    frames = sorted((f for batch in r.submitted for f in batch), key=lambda f: f.seq)  # (as the recorder does)
+    frames = sorted((f for batch in r.submitted for run in batch for f in run.frames()), key=lambda f: f.seq)  # (as the recorder does)
     assert [(f.direction, f.text, f.seq) for f in frames] == (
         [("c2u", '{"type":"response.create"}', 1), ("c2u", None, 2)] + [("u2c", f'{{"n":{i}}}', 3 + i) for i in range(10)])
-    assert all(len({f.ts for f in batch}) == 1 for batch in r.submitted)
+    assert all(len({run.ts for run in batch}) == 1 for batch in r.submitted)
 
 
 @pytest.mark.parametrize("closer", list(Side))

@@ -32,12 +32,13 @@ from . import openai
 _FIRST_TOKEN_ITEMS = frozenset({"message", "function_call", "custom_tool_call"})
 SUPERSEDED = "superseded by a new response.create before the turn ended"
 CREATE = "response.create"
-_TEXT_DELTA = "response.output_text.delta"
+_TEXT_DELTA = openai.TEXT_DELTA
 _ITEM_ADDED = "response.output_item.added"
 _DELTAS = frozenset({_TEXT_DELTA, "response.function_call_arguments.delta", "response.custom_tool_call_input.delta"})
 _ENDS = openai.TERMINAL_EVENTS | {"error"}
 _FOLDED = openai.FOLDED_EVENTS - _DELTAS  # decoded for the fold whatever the deltas do
 _HEADS = ('{"type":"', '{"type": "')
+_HEAD_LEN = len(_HEADS[0])
 # one value from an index, without loads()'s whitespace regexes: half its cost on a small frame
 _SCAN: Callable[[str, int], tuple[object, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 _UNSET = object()
@@ -178,7 +179,7 @@ def _fold(frames: list[Event]) -> ResponseFacts:
     settled = openai.fold_settled(rest) if any(_has_output(v) for v in rest) else None
     if settled is not None:
         return settled
-    return openai.fold_events(v for v in (e.value() for e in frames) if v is not None)
+    return openai.fold_typed([(e.kind, v) for e in frames if (v := e.value()) is not None])
 
 
 def _error_text(err: dict[str, object]) -> str:
@@ -207,21 +208,33 @@ class TurnTracker:
 
     def on_upstream(self, ts: float, text: str, size: int) -> list[Turn]:
         """Account one upstream text frame; returns the turn it ended, if it did."""
+        turn = self.upstream_event(ts, text, size)
+        return [] if turn is None else [turn]
+
+    def upstream_event(self, ts: float, text: str, size: int) -> Turn | None:
+        """As `on_upstream`, without a list: the recorder calls it for most frames."""
         turn = self._open
         if turn is None:
-            return []
-        kind = event_kind(text)
+            return None
+        kind: str | None = None
+        if text.startswith(_HEADS[0]):  # (`event_kind`'s common case, inlined)
+            end = text.find('"', _HEAD_LEN)
+            kind = text[_HEAD_LEN:end]
+            if end < 0 or "\\" in kind:
+                kind = None
+        else:
+            kind = event_kind(text)
         event = Event(kind, text, ts, size)
         if kind is None or kind in _ENDS:
             value = event.value()
             if value is None:
-                return []  # not a JSON object: not an event of the turn
+                return None  # not a JSON object: not an event of the turn
             named = value.get("type")
             kind = event.kind = named if isinstance(named, str) else None  # None: folded whole, whatever it is
         turn.frames.append(event)
         if kind in _ENDS:
-            return [self._close(ts, partial=False, error=None)]
-        return []
+            return self._close(ts, partial=False, error=None)
+        return None
 
     def opens_turn(self, direction: str, text: str | None) -> dict[str, object] | None:
         """The request when this frame is a `response.create` (decoded once: pass it to `open_turn`)."""

@@ -24,6 +24,7 @@ INJECTED_PREFIXES = (
     "<environment_context>", "<user_instructions>", "# AGENTS.md instructions", "<INSTRUCTIONS>",
     "<system-reminder>", "<turn_aborted>", "<skills_instructions>", "<permissions instructions>",
 )
+TEXT_DELTA = "response.output_text.delta"
 TERMINAL_EVENTS = frozenset({"response.completed", "response.failed", "response.incomplete", "response.done"})
 _OPEN_STATUSES = frozenset({"in_progress", "queued"})
 _SYSTEM_ROLES = frozenset({"system", "developer"})
@@ -367,6 +368,21 @@ def fold_events(events: Iterable[object]) -> ResponseFacts:
     fold = _Fold()
     for event in events:
         fold.event(event)
+    return fold.facts()
+
+
+def fold_typed(events: Iterable[tuple[str | None, dict[str, object]]]) -> ResponseFacts:
+    """As `fold_events`, given each event with the type its head named (None: not
+    read): text deltas, most of a stream, skip the general dispatch."""
+    fold = _Fold()
+    texts = fold.st.texts
+    for kind, ev in events:
+        if kind == TEXT_DELTA and ev.get("type") == TEXT_DELTA and "data" not in ev:  # as `_append`
+            item_id, value = ev.get("item_id"), ev.get("delta")
+            if isinstance(value, str):
+                texts.setdefault(item_id if isinstance(item_id, str) and item_id else "", []).append(value)
+        else:
+            fold.event(ev)
     return fold.facts()
 
 

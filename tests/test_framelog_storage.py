@@ -115,7 +115,7 @@ def test_the_page_search_finds_a_turn_by_its_reply(tmp_path: Path) -> None:
             logs_dir = logs
 
         class recorder:
-            store = Store(logs)
+            offsets = Store(logs).offsets
     assert _response_has(App, "ws1-t1", ["resp_1"]) and not _response_has(App, "ws1-t0", ["resp_1"])  # type: ignore[arg-type]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import resource
 
 FDS_PER_CONNECTION = 2
-RESERVED_FDS = 64
+RESERVED_FDS = 128  # room for the idle pool (netio.MAX_IDLE_PER_ORIGIN per origin) and open logs
 # a hard limit of "unlimited" still has a kernel ceiling (fs.nr_open); ask for no more than this
 UNLIMITED_TARGET = 1 << 20
 

@@ -24,7 +24,7 @@ from .waits import readable_now
 
 RECV_BYTES = 65536
 BODY_RECV_BYTES = 256 * 1024  # reads once a response is large: fewer trips through h11
-MAX_IDLE_PER_ORIGIN = 8
+MAX_IDLE_PER_ORIGIN = 32  # an agent's burst of parallel calls finds its sockets again, not new connects
 POOL_IDLE_S = 60.0
 TRUST_IDLE_S = 1.0
 MAX_TUNNEL_REPLY_BYTES = 16384

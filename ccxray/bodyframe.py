@@ -34,6 +34,10 @@ class LengthBody:
     def done(self) -> bool:
         return self._left == 0
 
+    @property
+    def left(self) -> int:
+        return self._left
+
     def feed(self, data: bytes) -> list[bytes]:
         if len(data) <= self._left:
             self._left -= len(data)

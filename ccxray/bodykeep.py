@@ -38,16 +38,27 @@ class BodyKeeper:
         self._tail_bytes = 0
         self._fd: int | None = None
         self._written = 0
+        self._large = False           # announced past the budget: spill from the first byte
+
+    def expect(self, length: int) -> None:
+        """The body's announced length: one past the budget spills from its first
+        byte, not after the budget has been held (and copied to the file at once)."""
+        self._large = length > self.budget
 
     def add(self, data: bytes) -> None:
         self.size += len(data)
         if not self.spilled:
-            if self.kept + len(data) <= self.budget:
+            if not self._large and self.kept + len(data) <= self.budget:
                 self.head.append(data)
                 self.kept += len(data)
                 return
             self._start_spill()
         self._spill(data)
+        if self.kept < HEAD_BYTES:  # spilled from the first byte (expect): the head fills first
+            piece = data[:HEAD_BYTES - self.kept]
+            self.head.append(piece)
+            self.kept += len(piece)
+            return
         self._keep_tail(data)
 
     def _start_spill(self) -> None:

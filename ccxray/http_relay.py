@@ -204,7 +204,11 @@ class Exchange:
         if coding:  # h11 refused the head unless it ends in chunked
             return ChunkedDecoder()
         length = [v for n, v in names if n == "content-length"]
-        return LengthBody(int(length[0].split(",")[0])) if length else None
+        if not length:
+            return None
+        reader = LengthBody(int(length[0].split(",")[0]))
+        self.body.expect(reader.left)
+        return reader
 
     def _pump_framed(self, up: UpstreamConn, out: bytearray, reader: LengthBody | ChunkedDecoder) -> None:
         """Each recv is relayed whole as soon as it is read: its payload goes to

@@ -62,6 +62,30 @@ def test_keeper_spills_past_its_budget_and_keeps_head_and_tail(tmp_path):
     assert whole.endswith(tail) and TAIL_BYTES <= len(tail) < TAIL_BYTES + 65536
 
 
+def test_keeper_spills_from_the_first_byte_when_the_length_announced_is_past_its_budget(tmp_path):
+    path = tmp_path / "x_res.body"
+    keeper = BodyKeeper(2 * MB, 50 * MB, str(path))
+    chunks = [bytes([i % 251]) * 300_000 for i in range(12)]  # 3.4 MB, chunks straddle the head's end
+    keeper.expect(sum(map(len, chunks)))
+    keeper.add(chunks[0])
+    assert keeper.spilled and path.stat().st_size == len(chunks[0])  # nothing held back
+    for chunk in chunks[1:]:
+        keeper.add(chunk)
+    keeper.close()
+    whole = b"".join(chunks)
+    assert keeper.size == len(whole) and path.read_bytes() == whole
+    assert b"".join(keeper.head) == whole[:HEAD_BYTES]
+    assert whole.endswith(keeper.tail_bytes()) and len(keeper.tail_bytes()) >= TAIL_BYTES
+
+
+def test_keeper_given_a_length_within_its_budget_holds_the_body(tmp_path):
+    keeper = BodyKeeper(2 * MB, 50 * MB, str(tmp_path / "x_res.body"))
+    keeper.expect(6)
+    keeper.add(b"abcdef")
+    keeper.close()
+    assert b"".join(keeper.head) == b"abcdef" and not keeper.spilled
+
+
 def test_keeper_stops_the_file_at_the_cap_and_says_truncated(tmp_path):
     keeper = BodyKeeper(1, 3 * MB, str(tmp_path / "x_res.body"))
     for _ in range(80):

@@ -90,7 +90,9 @@ class Store:
         self._logs = str(logs_dir)  # joined as strings per write: pathlib costs ~7 us a path
         self.shared_dir = logs_dir / "shared"
         self.index_path = logs_dir / INDEX_NAME
+        self._index_str = str(self.index_path)
         self._fd: int | None = None
+        self._fd_ino = -1  # the open index's inode: a prune by another process replaces the file
         self._torn = False
         self._frame_logs: OrderedDict[str, tuple[int, int]] = OrderedDict()  # conn id -> (fd, size)
 
@@ -98,6 +100,7 @@ class Store:
         if self._fd is None:
             self.shared_dir.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.index_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+            self._fd_ino = os.fstat(self._fd).st_ino
             _end_torn_line(self._fd)
         return self._fd
 
@@ -106,10 +109,10 @@ class Store:
         fd = self._index_fd()
         fcntl.flock(fd, fcntl.LOCK_SH)
         try:
-            current = os.stat(self.index_path).st_ino
+            current = os.stat(self._index_str).st_ino
         except FileNotFoundError:
             current = -1
-        if current == os.fstat(fd).st_ino:
+        if current == self._fd_ino:
             return fd
         fcntl.flock(fd, fcntl.LOCK_UN)
         self.close()
@@ -144,13 +147,13 @@ class Store:
             if self._torn:
                 _end_torn_line(fd)
                 self._torn = False
-            start = os.fstat(fd).st_size
             done = 0
             try:
                 while done < len(data):
                     done += os.write(fd, data[done:])
             except OSError:
-                self._cut_back(fd, start)  # all or nothing: the caller may write the same lines again
+                if done:  # all or nothing: the caller may write the same lines again
+                    self._cut_back(fd, os.lseek(fd, 0, os.SEEK_CUR) - done)
                 raise
             # O_APPEND moved this descriptor's position to the end of our own
             # lines, whatever other processes appended around them

@@ -67,9 +67,9 @@ _STRICT = json.JSONDecoder(parse_constant=_reject_constant)  # one decoder: json
 def loads_json(text: str | bytes) -> tuple[bool, object]:
     """Parse strict JSON; returns (True, value) or (False, None). Never raises."""
     try:
-        if isinstance(text, str):
-            return True, _STRICT.decode(text)
-        return True, json.loads(text, parse_constant=_reject_constant)
+        if not isinstance(text, str):  # as json.loads reads bytes, without building a decoder
+            text = text.decode(json.detect_encoding(text), "surrogatepass")
+        return True, _STRICT.decode(text)
     except (ValueError, RecursionError, TypeError):
         return False, None
 

@@ -100,3 +100,20 @@ def test_stale_pooled_connection_is_retried(fake, proxy):
     for _ in range(3):
         assert post(proxy.port)[0] == 200
     assert len(proxy.lines(4)) == 4
+
+
+def test_the_pool_keeps_the_sockets_of_a_burst_of_parallel_calls(fake):
+    # an agent's 20 parallel calls, then 20 more: the second burst finds every socket again
+    from ccxray.config import Upstream
+    from ccxray.netio import MAX_IDLE_PER_ORIGIN, UpstreamPool
+
+    upstream = Upstream("ANTHROPIC_BASE_URL", "http", "127.0.0.1", fake.port, "")
+    pool = UpstreamPool(None, 5.0, 5.0)
+    try:
+        for _ in range(2):
+            conns = [pool.acquire(upstream) for _ in range(20)]
+            for conn in conns:
+                pool.release(conn)
+        assert MAX_IDLE_PER_ORIGIN >= 20 and sum(conn.reused for conn in conns) == 20
+    finally:
+        pool.close()

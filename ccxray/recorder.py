@@ -11,7 +11,11 @@ gather before it handles them (unless a batch is already waiting). Every
 hand-off of the GIL from a relay to the writer lands in the middle of some
 relay's round trip; one wake-up per COALESCE_S instead of one per item
 keeps most round trips free of it (the index trails by at most that much
-more).
+more). Once handling, the writer gives the CPU away every YIELD_EVERY_S of
+work (``sched_yield`` without the GIL): the interpreter would otherwise hand
+the GIL to a relay whose socket just became readable only after its 5 ms
+switch interval, or when the whole batch is done, so a batch landing in a
+WebSocket handshake or a round trip would hold it up by its full length.
 
 Backlog policy (the disk or the CPU cannot keep up):
 - An HTTP call's line is always written. While more than BACKLOG_ITEMS
@@ -30,6 +34,7 @@ most once a minute while they last, and traffic keeps flowing.
 from __future__ import annotations
 
 import itertools
+import os
 import logging
 import queue
 import threading
@@ -54,6 +59,7 @@ MAX_BATCH = 512
 LINES_PER_WRITE = 32
 WRITE_EVERY_S = 0.01
 COALESCE_S = 0.002
+YIELD_EVERY_S = 0.00005
 LARGE_SIDECAR_BYTES = 256 * 1024
 REPORT_EVERY_S = 60.0
 MAX_UNWRITTEN_LINES = 20_000  # lines kept for a retry after a failed write
@@ -209,7 +215,7 @@ class Recorder:
         chunk: list[Writes] = []
         calls = lines = 0
         backlog = self._queue.qsize() + len(batch) > BACKLOG_ITEMS
-        started = time.monotonic()
+        started = yielded = time.monotonic()
         for item in batch:
             if item is _STOP or callable(item):
                 self._write(chunk, calls)  # a task (flush, restore) sees every earlier line written
@@ -224,9 +230,13 @@ class Recorder:
                     chunk.append(writes)
                     lines += len(writes.lines)
             calls += isinstance(item, HttpCall)
-            if lines >= LINES_PER_WRITE or time.monotonic() - started >= WRITE_EVERY_S:
+            now = time.monotonic()
+            if lines >= LINES_PER_WRITE or now - started >= WRITE_EVERY_S:
                 self._write(chunk, calls)
                 chunk, calls, lines, started = [], 0, 0, time.monotonic()
+            if now - yielded >= YIELD_EVERY_S:
+                _yield_cpu()
+                yielded = time.monotonic()
         self._write(chunk, calls)
         self._report()
         return True
@@ -354,6 +364,14 @@ class Recorder:
         new = self.failures - self._failures_reported
         self._reported_at, self._failures_reported = now, self.failures
         log.error("ccxray: recording failed %d time(s) (last: %s); traffic keeps flowing", new, self.last_failure)
+
+
+def _yield_cpu() -> None:
+    """Let a thread waiting for the GIL run now (it is released around the call)."""
+    if hasattr(os, "sched_yield"):
+        os.sched_yield()
+    else:  # no sched_yield (Windows): a zero sleep still releases the GIL
+        time.sleep(0)
 
 
 def _body_bytes(call: HttpCall) -> int:

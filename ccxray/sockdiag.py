@@ -13,7 +13,6 @@ bytes); :func:`query_uid` is the thin socket layer around them.
 from __future__ import annotations
 
 import errno
-import ipaddress
 import socket
 import struct
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ SOCKID_TAIL = struct.Struct("=III")     # ... interface and cookie in host order
 MSG_HEAD = struct.Struct("=BB")         # inet_diag_msg: family, state
 UID_OFFSET = 4 + SOCKID.size + SOCKID_TAIL.size + 12  # after expires, rqueue, wqueue
 ANSWER_BYTES = 8192
+IPV4_MAPPED = b"\0" * 10 + b"\xff\xff"  # ::ffff:a.b.c.d
 
 
 class DiagUnavailable(OSError):
@@ -46,21 +46,30 @@ class Answer:
     state: int
 
 
-def _packed(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    ip = ipaddress.ip_address(host.split("%", 1)[0])
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped  # a dual-stack socket's IPv4 peer lives in the IPv4 table
-    return ip
+def _packed(host: str) -> tuple[int, bytes]:
+    """(family, address bytes) of a numeric address (inet_pton: a sixth of ipaddress's cost,
+    paid on every new loopback connection)."""
+    host = host.split("%", 1)[0]
+    try:
+        return socket.AF_INET, socket.inet_pton(socket.AF_INET, host)
+    except OSError:
+        pass
+    try:
+        raw = socket.inet_pton(socket.AF_INET6, host)
+    except OSError as exc:
+        raise ValueError(f"not an IP address: {host!r}") from exc
+    if raw.startswith(IPV4_MAPPED):
+        return socket.AF_INET, raw[12:]  # a dual-stack socket's IPv4 peer lives in the IPv4 table
+    return socket.AF_INET6, raw
 
 
 def encode_request(local: tuple[str, int], remote: tuple[str, int], seq: int = 1) -> bytes:
     """The netlink message asking for the TCP socket bound to ``local`` and connected to ``remote``."""
-    src, dst = _packed(local[0]), _packed(remote[0])
-    if src.version != dst.version:
+    (family, src), (dst_family, dst) = _packed(local[0]), _packed(remote[0])
+    if family != dst_family:
         raise ValueError(f"mixed address families: {local[0]} and {remote[0]}")
-    family = socket.AF_INET if src.version == 4 else socket.AF_INET6
     body = (REQ_HEAD.pack(family, socket.IPPROTO_TCP, 0, ALL_STATES)
-            + SOCKID.pack(local[1], remote[1], src.packed.ljust(16, b"\0"), dst.packed.ljust(16, b"\0"))
+            + SOCKID.pack(local[1], remote[1], src.ljust(16, b"\0"), dst.ljust(16, b"\0"))
             + SOCKID_TAIL.pack(0, NO_COOKIE, NO_COOKIE))
     return NLMSG_HEADER.pack(NLMSG_HEADER.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, seq, 0) + body
 
@@ -81,6 +90,11 @@ def parse_answer(data: bytes) -> Answer:
     return Answer(uid, state)
 
 
+def _timeval(seconds: float) -> bytes:
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+
+
 def query_uid(local: tuple[str, int], remote: tuple[str, int], timeout_s: float = 1.0) -> int | None:
     """The uid owning the TCP socket at ``local`` connected to ``remote``.
 
@@ -92,7 +106,9 @@ def query_uid(local: tuple[str, int], remote: tuple[str, int], timeout_s: float 
     try:
         request = encode_request(local, remote)
         with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as nl:
-            nl.settimeout(timeout_s)
+            # a kernel timeout, not settimeout: the kernel answers during sendto, so the
+            # recv never waits, and Python's own timeout would poll before each call
+            nl.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(timeout_s))
             nl.sendto(request, (0, 0))
             answer = parse_answer(nl.recv(ANSWER_BYTES))
     except (AttributeError, ValueError) as exc:  # no AF_NETLINK on this platform, or odd addresses

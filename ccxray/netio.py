@@ -42,7 +42,8 @@ def make_blocking(sock: socket.socket, send_timeout_s: float) -> None:
     """Blocking mode (no hidden poll before each recv/send: we poll ourselves
     where we wait), with a kernel send timeout so a peer that stops reading
     cannot hold a writer forever (send then fails with EAGAIN)."""
-    sock.settimeout(None)
+    if sock.gettimeout() is not None:  # settimeout(None) is a syscall even when nothing changes
+        sock.settimeout(None)
     seconds = int(send_timeout_s)
     micros = int((send_timeout_s - seconds) * 1_000_000)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", seconds, micros))

@@ -4,6 +4,7 @@ never wait that moment out."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -53,3 +54,22 @@ def test_close_does_not_wait_out_the_window(tmp_path):
 
 def test_the_proxy_default_is_a_short_window():
     assert 0 < COALESCE_S <= 0.005  # the index trails completed calls by at most this much more
+
+
+def test_a_long_batch_gives_the_cpu_away_between_items(tmp_path, monkeypatch):
+    """Handling yields (GIL released) once its work passes YIELD_EVERY_S, so a relay
+    whose socket became readable does not wait out the whole batch."""
+    from ccxray import recorder as recorder_module
+    from ccxray.record import CloseInfo, WsClosed, WsOpened
+
+    yields: list[int] = []
+    monkeypatch.setattr(recorder_module, "YIELD_EVERY_S", 0.0)  # every item counts as long
+    monkeypatch.setattr(recorder_module, "_yield_cpu", lambda: yields.append(1))
+    recorder = Recorder(Store(tmp_path / "logs"), Assembler(PriceTable.load()))
+    opened = WsOpened("c1", time.time(), "/v1/responses", "openai", "http://up/v1/responses", [])
+    closed = WsClosed("c1", 101, [], b"", CloseInfo("client", 1000), {}, {}, 0.01)
+    recorder._handle_batch([opened, closed])
+    assert len(yields) == 2
+    recorder.store.close()
+    lines = [json.loads(line) for line in (tmp_path / "logs" / "index.ndjson").read_text().splitlines()]
+    assert [line["id"] for line in lines] == ["c1"]  # yielding changed nothing recorded

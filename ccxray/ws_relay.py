@@ -188,21 +188,9 @@ def _check_accept(shake: Handshake, key: str) -> None:
         raise HandshakeFailed(502, "upstream chose a WebSocket extension that was not offered")
 
 
-def switching_head(upstream_headers: list[tuple[str, str]]) -> bytes:
-    """The client's 101, upstream's end-to-end headers kept.
-
-    Written as bytes, not through h11: every header in it is ours or was
-    validated by h11 when upstream's answer was parsed, and after a 101 the
-    client's HTTP state machine is never used again (a third of a
-    handshake's h11 work went into re-checking and serialising this head).
-    """
-    headers = [("Upgrade", "websocket"), ("Connection", "Upgrade")] + hdr.forwardable(upstream_headers)
-    lines = "".join(f"{name}: {value}\r\n" for name, value in headers)
-    return f"HTTP/1.1 101 Switching Protocols\r\n{lines}\r\n".encode("latin-1")
-
-
 def _accept_client(client: ClientConn, shake: Handshake) -> None:
-    client.sendall(switching_head(shake.headers))
+    headers = [("Upgrade", "websocket"), ("Connection", "Upgrade")] + hdr.forwardable(shake.headers)
+    client.send(h11.InformationalResponse(status_code=101, headers=encode_headers(headers)))
 
 
 def _count_keys(counts: dict[Side, int] | None) -> dict[str, int]:

@@ -420,25 +420,3 @@ def test_session_without_id_in_the_upgrade_is_marked_inferred(fake, proxy):
         ws.recv(timeout=10)
     conn = [l for l in proxy.lines(3) if l["kind"] == "connection"][-1]
     assert conn["sessionInferred"] is True and conn["sessionId"] is None
-
-
-def test_switching_head_is_a_valid_101_keeping_upstreams_end_to_end_headers():
-    import h11
-
-    from ccxray.ws_relay import switching_head
-
-    upstream = [("Upgrade", "websocket"), ("Connection", "Upgrade, X-Hop"), ("X-Hop", "drop me"),
-                ("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), ("Sec-WebSocket-Protocol", "chat"),
-                ("openai-request-id", "req_1"), ("Keep-Alive", "timeout=5")]
-    client = h11.Connection(h11.CLIENT)
-    client.send(h11.Request(method="GET", target="/v1/responses", headers=[
-        ("Host", "x"), ("Upgrade", "websocket"), ("Connection", "Upgrade")]))
-    client.send(h11.EndOfMessage())
-    client.receive_data(switching_head(upstream))
-    event = client.next_event()
-    assert isinstance(event, h11.InformationalResponse) and event.status_code == 101
-    got = [(n.decode(), v.decode()) for n, v in event.headers.raw_items()]
-    assert got == [("Upgrade", "websocket"), ("Connection", "Upgrade"),
-                   ("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), ("Sec-WebSocket-Protocol", "chat"),
-                   ("openai-request-id", "req_1")]
-    assert client.trailing_data == (b"", False)

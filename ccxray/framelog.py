@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -120,30 +121,44 @@ def read_line(path: Path, at: int) -> bytes | None:
     return raw[:-1] if raw.endswith(b"\n") else None
 
 
-def create_offsets(path: Path) -> dict[str, int]:
-    """Where each turn's create line starts in the log at ``path`` (one pass; {} if missing)."""
-    mark = b"\n" + TURN_MARK.encode()
-    found: dict[str, int] = {}
+@contextmanager
+def _opened(path: Path) -> Iterator[tuple[int, int] | None]:
+    """The log's fd and size, read-only, closed afterwards; None if the log is missing."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
-        return found
+        yield None
+        return
     try:
-        size = os.fstat(fd).st_size
-        if size == 0:
-            return found
-        with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as view:
-            at = 0 if view[:len(mark) - 1] == mark[1:] else view.find(mark)
-            while at >= 0:
-                start = at if at == 0 and view[:1] != b"\n" else at + 1
-                id_at = start + len(mark) - 1
-                end = view.find(b'"', id_at)
-                if end < 0:
-                    break
-                found[view[id_at:end].decode("ascii", "replace")] = start
-                at = view.find(mark, end)
+        yield fd, os.fstat(fd).st_size
     finally:
         os.close(fd)
+
+
+def _line_starts(view: mmap.mmap, prefix: bytes) -> Iterator[int]:
+    """Where the lines of ``view`` that start with ``prefix`` start, in order."""
+    if view[:len(prefix)] == prefix:
+        yield 0
+    at = view.find(b"\n" + prefix)
+    while at >= 0:
+        yield at + 1
+        at = view.find(b"\n" + prefix, at + 1)
+
+
+def create_offsets(path: Path) -> dict[str, int]:
+    """Where each turn's create line starts in the log at ``path`` (one pass; {} if missing)."""
+    mark = TURN_MARK.encode()
+    found: dict[str, int] = {}
+    with _opened(path) as opened:
+        if opened is None or opened[1] == 0:
+            return found
+        fd, size = opened
+        with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as view:
+            for start in _line_starts(view, mark):
+                end = view.find(b'"', start + len(mark))
+                if end < 0:
+                    break
+                found[view[start + len(mark):end].decode("ascii", "replace")] = start
     return found
 
 
@@ -152,22 +167,17 @@ def find_create(path: Path, turn_id: str, hint: int | None = None) -> int | None
     ``hint`` first), or None. Only the mark at a line's start counts: a frame's
     text never starts a line (it follows its head, and a newline in it is escaped)."""
     needle = (TURN_MARK + turn_id + '",').encode()
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        size = os.fstat(fd).st_size
+    with _opened(path) as opened:
+        if opened is None:
+            return None
+        fd, size = opened
         if hint is not None and 0 <= hint < size and os.pread(fd, len(needle), hint) == needle and (
                 hint == 0 or os.pread(fd, 1, hint - 1) == b"\n"):
             return hint
         if size == 0:
             return None
         with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as view:
-            at = 0 if view[:len(needle)] == needle else view.find(b"\n" + needle)
-            return None if at < 0 else (at if at == 0 else at + 1)
-    finally:
-        os.close(fd)
+            return next(_line_starts(view, needle), None)
 
 
 __all__ = ["SUFFIX", "conn_of_turn", "create_line", "create_offsets", "find_create", "frame_line", "frame_lines", "log_name", "parse_line",

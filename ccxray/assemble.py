@@ -145,6 +145,10 @@ class Assembler:
         self._prompts_stored.clear()
         self.chains.forget()
 
+    def open_connections(self) -> list[str]:
+        """Ids of the WebSocket connections opened and not yet closed."""
+        return list(self._ws)
+
     def _request_sidecar(self, call_id: str, request: object, chain: object, system_text: str | None,
                          digest: str | None, writes: Writes) -> object | None:
         """The request as stored: packed against its chain (reqdelta), None if it cannot be."""

@@ -51,6 +51,16 @@ def _iso_second(second: int) -> str:
     return datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
+PID_DIGITS = 5  # an id carries its proxy's pid modulo 10**PID_DIGITS
+
+
+def id_pid(call_id: str) -> int | None:
+    """The pid field of an id ``IdFactory`` made (the proxy's pid modulo
+    10**PID_DIGITS), None for any other id."""
+    parts = call_id.split("-")
+    return int(parts[1]) if len(parts) >= 3 and len(parts[1]) == PID_DIGITS and parts[1].isdigit() else None
+
+
 class IdFactory:
     """Unique, file-name-safe, time-sortable ids.
 
@@ -61,7 +71,7 @@ class IdFactory:
 
     def __init__(self) -> None:
         self._counter = itertools.count(1)  # next() on a count is atomic under the GIL
-        self._pid = os.getpid() % 100000
+        self._pid = os.getpid() % 10 ** PID_DIGITS
         self._cache: tuple[int, str] = (-1, "")
 
     def new_id(self, now: float | None = None) -> str:

@@ -149,7 +149,7 @@ class Recorder:
         """Drop calls older than ``days`` from the log (writer thread only: the
         assembler must forget what it stored, a chain's base or a shared file may go)."""
         self.assembler.forget_stored()
-        return prune(self.store, days)
+        return prune(self.store, days, live=self.assembler.open_connections())
 
     def restore_into(self, index: SessionIndex, days: float | None) -> RestoreStats:
         """Rebuild the session state and ``index`` from the log (writer thread only)."""

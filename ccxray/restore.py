@@ -17,9 +17,10 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Collection
 
 from .offsets import IndexOffsets, OffsetsBuilder
-from .retention import remove_unneeded
+from .retention import open_connections, remove_unneeded
 from .sessionindex import SessionBuilder, SessionIndex
 from .sessions import Identity, SessionTracker
 from .store import INDEX_NAME, ReadStats, Store, read_index_offsets
@@ -94,11 +95,12 @@ def _note_claude(line: dict[str, object], tracker: SessionTracker) -> None:
                              cwd=cwd if isinstance(cwd, str) else None), ts)
 
 
-def prune(store: Store, retention_days: float, now: float | None = None) -> int:
+def prune(store: Store, retention_days: float, now: float | None = None, live: Collection[str] = ()) -> int:
     """Drop index lines and sidecars older than ``retention_days``; returns lines dropped.
 
-    A request sidecar that a kept call's delta chain builds on, and a shared
-    file a kept call names, stay (see :mod:`ccxray.retention`).
+    A request sidecar that a kept call's delta chain builds on, a shared file
+    a kept call names, and the frame log of a connection still open (``live``:
+    this process's; another's are found by pid) stay (see :mod:`ccxray.retention`).
     """
     now = time.time() if now is None else now
     cutoff_ms = (now - retention_days * 86400) * 1000
@@ -108,5 +110,5 @@ def prune(store: Store, retention_days: float, now: float | None = None) -> int:
         return not isinstance(received, (int, float)) or received >= cutoff_ms
 
     dropped = store.rewrite_index(keep)
-    remove_unneeded(store.logs_dir, cutoff_ms / 1000)
+    remove_unneeded(store.logs_dir, cutoff_ms / 1000, open_connections(store.logs_dir, live))
     return dropped

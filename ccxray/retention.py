@@ -4,8 +4,15 @@ A kept call needs its own sidecars, the request sidecars of its delta chain
 (bases older than the cutoff included) and the shared system prompts and
 blobs those name. A WebSocket connection's frame log holds its turns'
 requests: it is needed while any kept line names the connection or one of
-its turns, or a kept request builds on one of its turns. Everything else written before the cutoff goes: whole
-chains nobody reads any more, and shared files nobody names.
+its turns, or a kept request builds on one of its turns, and whatever its
+age while the connection is still open (a session idle past the cutoff, or
+pinging without data, appends again later; its closing line comes last).
+Everything else written before the cutoff goes: whole chains nobody reads
+any more, and shared files nobody names.
+
+Open connections: the pruning process knows its own; another process's are
+those whose id carries the pid of a process still running (a pid reused by
+an unrelated process only keeps a file longer).
 
 References are found with a byte search of each needed request sidecar (no
 JSON decoding): a false hit only keeps a file longer, and a JSON string can
@@ -19,8 +26,10 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Collection
 
 from .framelog import SUFFIX, conn_of_turn, log_name
+from .record import PID_DIGITS, id_pid
 from .store import INDEX_NAME, read_index
 
 _BASE = re.compile(rb'"\$delta":\s*\{"base":\s*"([A-Za-z0-9._-]+)"')
@@ -70,9 +79,53 @@ def _scan_request(logs_dir: Path, call_id: str, needed: Needed) -> list[str]:
         return []
 
 
-def needed_files(logs_dir: Path) -> Needed:
-    """What the calls of the current index need, chains followed to their bases."""
+def open_connections(logs_dir: Path, own: Collection[str]) -> set[str]:
+    """Connections whose frame log may still grow: ``own`` (this process's open
+    ones) and those whose id names another process that is still running."""
+    me = os.getpid() % 10 ** PID_DIGITS
+    found = set(own)
+    running: dict[int, bool] = {}
+    with os.scandir(logs_dir) as entries:
+        conns = [e.name[:-len(SUFFIX)] for e in entries if e.name.endswith(SUFFIX)]
+    for conn in conns:
+        pid = id_pid(conn)
+        if pid is None or pid == me:
+            continue
+        if pid not in running:
+            running[pid] = _any_process_with_pid_field(pid)
+        if running[pid]:
+            found.add(conn)
+    return found
+
+
+def _any_process_with_pid_field(field_value: int) -> bool:
+    """Whether a running process has a pid that an id would show as ``field_value``."""
+    step = 10 ** PID_DIGITS
+    for pid in range(field_value, _pid_max() + 1, step):
+        if pid <= 0:
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        except PermissionError:
+            return True  # running, as another user
+        return True
+    return False
+
+
+def _pid_max() -> int:
+    try:
+        return int(Path("/proc/sys/kernel/pid_max").read_text())
+    except (OSError, ValueError):
+        return 1 << 22  # Linux's ceiling; elsewhere pids stay below it too
+
+
+def needed_files(logs_dir: Path, open_conns: Collection[str] = ()) -> Needed:
+    """What the calls of the current index and the open connections need, chains
+    followed to their bases."""
     needed = Needed()
+    needed.calls.update(open_conns)
     for line in read_index(logs_dir / INDEX_NAME):
         call_id, prompt, conn = line.get("id"), line.get("systemPromptHash"), line.get("connectionId")
         if isinstance(call_id, str):
@@ -115,10 +168,10 @@ def _remove(path: Path) -> int:
         return 0
 
 
-def remove_unneeded(logs_dir: Path, cutoff_epoch_s: float) -> int:
+def remove_unneeded(logs_dir: Path, cutoff_epoch_s: float, open_conns: Collection[str] = ()) -> int:
     """Delete call sidecars and shared prompts/blobs written before the cutoff that no
-    kept call needs; returns how many files went."""
-    needed = needed_files(logs_dir)
+    kept call or open connection (see ``open_connections``) needs; returns how many files went."""
+    needed = needed_files(logs_dir, open_conns)
     removed = 0
     with os.scandir(logs_dir) as entries:
         names = [e.name for e in entries if e.is_file()]

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,9 +21,9 @@ from ccxray.compact import compact
 from ccxray.dashboard.views import _response_has
 from ccxray.pricing import PriceTable
 from ccxray.readback import ReadBackError, read_call, read_request, read_response_text
-from ccxray.record import CloseInfo, WsClosed, WsFrame, WsOpened
+from ccxray.record import PID_DIGITS, CloseInfo, IdFactory, WsClosed, WsFrame, WsOpened
 from ccxray.recorder import Recorder
-from ccxray.retention import remove_unneeded
+from ccxray.retention import open_connections, remove_unneeded
 from ccxray.store import Store, read_index
 from tools.storage_sessions import codex_ws_frames
 
@@ -235,6 +237,45 @@ def test_retention_keeps_a_young_frame_log_of_a_live_connection(tmp_path: Path) 
     _keep_only(logs, set())  # no line names it yet
     remove_unneeded(logs, time.time() - 100)
     assert (logs / "live_frames.ndjson").exists()
+
+
+def test_retention_keeps_an_open_connections_idle_frame_log_until_it_closes(tmp_path: Path) -> None:
+    """An open connection whose log is older than the cutoff (idle, or pinging
+    without data) keeps it, and later turns land in it; once closed it goes."""
+    logs = tmp_path / "logs"
+    conn = IdFactory().new_id()  # carries this process's pid: the open set decides, not the pid
+    items = _session(conn, time.time() - 1000, _creates(2), close=False)
+    recorder = _record(logs, items[:6])  # opened, and the first turn
+    _age(logs, time.time() - 500)
+    recorder.prune_older_than(0)  # every line is past the cutoff, every file older than it
+    assert (logs / f"{conn}_frames.ndjson").exists() and not list(read_index(logs / "index.ndjson"))
+    for item in items[6:] + [WsClosed(conn, 101, [], b"", CloseInfo("client", 1000), {}, {}, 9.0)]:
+        recorder.handle_now(item)
+    call = read_call(logs, f"{conn}-t1")
+    assert call is not None and json.dumps(call["request"]) == json.dumps(_creates(2)[1])
+    assert call["response"][-1]["type"] == "response.completed"
+    recorder.store.close()
+    _age(logs, time.time() - 500)
+    recorder.prune_older_than(0)
+    assert not list(logs.glob("*_frames.ndjson"))
+
+
+def test_retention_keeps_the_frame_log_of_another_running_proxy(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        conn = f"20261130T000000000Z-{other.pid % 10 ** PID_DIGITS:05d}-000001"
+        (logs / f"{conn}_frames.ndjson").write_text('{"ts":0,"dir":"u2c","size":1}\tx\n')
+        _age(logs, time.time() - 500)
+        remove_unneeded(logs, time.time() - 100, open_connections(logs, ()))
+        assert (logs / f"{conn}_frames.ndjson").exists()
+    finally:
+        assert other.stdin is not None
+        other.stdin.close()
+        other.wait(20)
+    remove_unneeded(logs, time.time() - 100, open_connections(logs, ()))  # its proxy is gone
+    assert not (logs / f"{conn}_frames.ndjson").exists()
 
 
 # -- kill -9 -----------------------------------------------------------------------------------

@@ -140,6 +140,11 @@ class App:
         with self._lock:
             return self._live
 
+    def health(self) -> dict[str, object]:
+        """What ``/_api/health`` shows: the recorder's counters (is anything being
+        lost?) and the client connections held now."""
+        return {**self.recorder.health(), "connections": self.live_count()}
+
     def reclaim_idle(self) -> bool:
         """Close the connection idle longest (between requests); False if none is idle."""
         with self._lock:

@@ -1,16 +1,21 @@
 """The descriptor budget: raise the soft fd limit, and size the connection cap from it.
 
 Every client connection costs its own socket plus, while it is relayed, one
-upstream socket; a reserve covers the listener, log files, pooled upstream
-sockets and the short-lived sockets of refused clients.
+upstream socket; a reserve covers what is held besides: the idle upstream
+pool at its fullest, the frame logs kept open, the listener and log files,
+and the short-lived sockets of refused clients.
 """
 
 from __future__ import annotations
 
 import resource
 
+from .netio import MAX_IDLE_TOTAL
+from .store import MAX_OPEN_FRAME_LOGS
+
 FDS_PER_CONNECTION = 2
-RESERVED_FDS = 128  # room for the idle pool (netio.MAX_IDLE_PER_ORIGIN per origin) and open logs
+OWN_FDS = 32  # the listener, the index, stdio, a sidecar being written, hub files, refused clients
+RESERVED_FDS = MAX_IDLE_TOTAL + MAX_OPEN_FRAME_LOGS + OWN_FDS
 # a hard limit of "unlimited" still has a kernel ceiling (fs.nr_open); ask for no more than this
 UNLIMITED_TARGET = 1 << 20
 

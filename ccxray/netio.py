@@ -25,6 +25,7 @@ from .waits import readable_now
 RECV_BYTES = 65536
 BODY_RECV_BYTES = 256 * 1024  # reads once a response is large: fewer trips through h11
 MAX_IDLE_PER_ORIGIN = 32  # an agent's burst of parallel calls finds its sockets again, not new connects
+MAX_IDLE_TOTAL = 3 * MAX_IDLE_PER_ORIGIN  # Anthropic, OpenAI and ChatGPT each; counted in the fd reserve
 POOL_IDLE_S = 60.0
 TRUST_IDLE_S = 1.0
 MAX_TUNNEL_REPLY_BYTES = 16384
@@ -281,7 +282,8 @@ class UpstreamPool:
         conn.idle_since = time.monotonic()
         with self._lock:
             stack = self._idle.setdefault(conn.upstream, [])
-            if self._closed or len(stack) >= MAX_IDLE_PER_ORIGIN:
+            if (self._closed or len(stack) >= MAX_IDLE_PER_ORIGIN
+                    or sum(map(len, self._idle.values())) >= MAX_IDLE_TOTAL):
                 conn.close()
                 return
             stack.append(conn)

@@ -8,6 +8,7 @@ and can be read from /proc.
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import resource
 import select
@@ -31,7 +32,7 @@ STOP_DEADLINE_S = 45.0  # generous: the grace period is 10 s; a stuck thread hol
 
 
 def test_connections_for_keeps_a_reserve():
-    assert connections_for(256) == (256 - RESERVED_FDS) // 2
+    assert connections_for(1024) == (1024 - RESERVED_FDS) // 2
     assert connections_for(10) == 1
     assert raise_soft_limit() == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
@@ -265,6 +266,38 @@ def test_2000_idle_and_600_websockets_held_while_a_fresh_client_is_served(fake, 
     finally:
         for sock in held:
             sock.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_websockets_at_the_default_cap_all_record_their_frames(fake, proxy_process, tmp_path):
+    """Each WebSocket at the cap derived from the fd limit has its frame log open at
+    once (and the pool its idle sockets): the reserve holds them, nothing fails to record."""
+    limit = 512
+    proxy = proxy_process(fd_limit=limit)
+    home = tmp_path / "home0"
+    for _ in range(3):  # parallel calls: idle upstream sockets in the pool
+        assert request(proxy.port, "POST", "/v1/messages", MSG, timeout=30)[0] == 200
+    socks = _open_websockets(proxy.port, connections_for(limit))
+    try:
+        for sock in socks:
+            sock.sendall(_masked_text(b"hello"))
+        wait_until(lambda: len(list((home / "logs").glob("*_frames.ndjson"))) == len(socks), 60,
+                   "a frame log for every WebSocket")
+        assert max(proxy.fds()) < limit
+    finally:
+        for sock in socks:
+            sock.close()
+    wait_until(lambda: request(proxy.port, "POST", "/v1/messages", MSG, timeout=30)[0] == 200, 60,
+               "the proxy to serve once the WebSockets are gone")
+    status, _, body = request(proxy.port, "GET", "/_api/health", b"", timeout=30)
+    health = json.loads(body)
+    assert status == 200 and health["failures"] == 0 and health["framesDropped"] == 0, health
+
+
+def _masked_text(payload: bytes) -> bytes:
+    mask = b"\x01\x02\x03\x04"
+    return bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 def test_live_count_follows_register_reclaim_and_unregister(tmp_path):

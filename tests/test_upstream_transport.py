@@ -117,3 +117,18 @@ def test_the_pool_keeps_the_sockets_of_a_burst_of_parallel_calls(fake):
         assert MAX_IDLE_PER_ORIGIN >= 20 and sum(conn.reused for conn in conns) == 20
     finally:
         pool.close()
+
+
+def test_the_pool_holds_no_more_idle_sockets_than_the_fd_reserve_counts(fake):
+    from ccxray.config import Upstream
+    from ccxray.netio import MAX_IDLE_PER_ORIGIN, MAX_IDLE_TOTAL, UpstreamPool
+
+    origins = [Upstream("ANTHROPIC_BASE_URL", "http", "127.0.0.1", fake.port, f"/o{n}") for n in range(4)]
+    pool = UpstreamPool(None, 5.0, 5.0)
+    try:
+        conns = [pool.acquire(up) for up in origins for _ in range(MAX_IDLE_PER_ORIGIN)]
+        for conn in conns:
+            pool.release(conn)
+        assert sum(conn.sock.fileno() != -1 for conn in conns) == MAX_IDLE_TOTAL < len(conns)
+    finally:
+        pool.close()

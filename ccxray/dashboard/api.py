@@ -86,6 +86,8 @@ def _api(app: App, client: ClientConn, path: str, params: dict[str, str]) -> boo
         return _found(client, views.turn(app, turn_id, entry) if is_safe_id(turn_id) else None)
     if path == "/_api/search":
         return _json(client, 200, views.search(app, params.get("session", ""), params.get("q", "")))
+    if path == "/_api/health":
+        return _json(client, 200, app.health())
     if path == "/_api/inflight":
         return _json(client, 200, app.inflight.list())
     if path == "/_api/prompts":

@@ -90,7 +90,7 @@ class LineIndex:
         with self._lock:
             try:
                 st = os.stat(self.path)
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):  # nothing recorded (yet), or a home that is a file
                 self._reset(None)
                 return
             if st.st_ino != self._inode or st.st_size < self._pos:

@@ -388,3 +388,27 @@ def test_filter_finds_text_inside_requests_and_responses(page: Any, recorded: Re
     wait_until(lambda: page.locator("#turn-list .card").count() == 2, 10, "the two calls whose bodies say it")
     numbers = page.locator("#turn-list .card .num").all_inner_texts()
     assert numbers == ["#3", "#2"]
+
+
+def test_header_warns_while_recording_fails(browser: Any, fake: FakeUpstream, make_proxy: Any, tmp_path: Path) -> None:
+    blocker = tmp_path / "home-is-a-file"
+    blocker.write_text("not a directory")
+    healthy, broken = make_proxy(), make_proxy(CCXRAY_HOME=str(blocker))
+    context = browser.new_context()
+    try:
+        tab = context.new_page()
+        tab.set_default_timeout(TIMEOUT_MS)
+        for proxy in (healthy, broken):
+            traffic.claude_step(proxy.port, [{"role": "user", "content": "hello"}], traffic.claude_system("2.1.197"),
+                                session="s")
+            assert proxy.server.recorder.flush(10)
+        with tab.expect_response(lambda r: r.url.endswith("/_api/health")):
+            open_page(tab, healthy.url + "/")
+        assert tab.locator("#health").is_hidden()  # nothing lost: no warning
+        open_page(tab, broken.url + "/")
+        tab.locator("#health").wait_for()
+        text = tab.locator("#health").inner_text()
+        assert text.startswith("recording: ") and "failed write" in text, text
+        assert "NotADirectoryError" in (tab.locator("#health").get_attribute("title") or "")
+    finally:
+        context.close()

@@ -23,6 +23,7 @@ export const api = {
   entry: (id) => get("/_api/entries/" + q(id)),
   turn: (id) => get("/_api/turns/" + q(id)),
   inflight: () => get("/_api/inflight"),
+  health: () => get("/_api/health"),
   search: (session, text) => get("/_api/search?session=" + q(session) + "&q=" + q(text)),
   prompts: () => get("/_api/prompts"),
   prompt: (hash) => get("/_api/prompts/" + q(hash)),

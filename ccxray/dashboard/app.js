@@ -11,6 +11,7 @@ import {bar, clear, el} from "./dom.js";
 import * as fmt from "./format.js";
 import {KEYS, installKeys} from "./keys.js";
 import {connectLive} from "./live.js";
+import {watchHealth} from "./health.js";
 import {parseQuery} from "./search.js";
 import {renderSessions} from "./sessions.js";
 import {renderTurnView} from "./timeline.js";
@@ -349,6 +350,7 @@ async function start() {
   }
   performance.mark("ccxray-drawn");
   connectLive({onLine, onInflight, onStatus, onReconnect: () => onReconnect().catch(showError)});
+  watchHealth($("health"), api.health);
   api.usage("").then((report) => { state.limits = {...report.rateLimits, ...state.limits}; drawQuota(); }).catch(console.warn);
   document.body.dataset.ready = "1";
   performance.mark("ccxray-ready");  // first render done: read by tools/bench_dashboard.py

@@ -19,7 +19,7 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'")
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
          ".css": "text/css; charset=utf-8"}
-MODULES = ("app", "api", "dom", "format", "sessions", "turns", "timeline", "diff", "sysprompt", "usage",
+MODULES = ("app", "api", "health", "dom", "format", "sessions", "turns", "timeline", "diff", "sysprompt", "usage",
            "raw", "keys", "live", "search")
 ASSETS = "/_api/ui/"  # under /_api/ so the router keeps them local (everything else may go upstream)
 FILES = {"/": "index.html", ASSETS + "style.css": "style.css", **{f"{ASSETS}{m}.js": f"{m}.js" for m in MODULES}}

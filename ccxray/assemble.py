@@ -25,6 +25,8 @@ from .wire.codex_ws import Turn, TurnTracker
 
 MAX_RECORDED_FRAME_BYTES = 64 * 1024 * 1024  # per connection; beyond it frames are logged by size
 MAX_WAITING_FRAMES = 1000
+# one encoder for every stored request: json.dumps builds one a call when given options
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 MAX_REMEMBERED_PROMPTS = 10_000  # frames held back for an earlier one that may never come
 # where a Responses client names its agent type (DESIGN: Sessions and agents)
 AGENT_TYPE_HEADERS = ("x-openai-agent-type", "x-codex-agent-type", "x-openai-subagent", "x-codex-turn-metadata")
@@ -108,6 +110,12 @@ def _connection_identity(ident: Identity) -> Identity:
     if ident.session_id is None and not ident.session_inferred:
         return replace(ident, session_inferred=True)
     return ident
+
+
+def _byte_length(lines: list[str]) -> int:
+    """The UTF-8 length of frame-log lines (their characters, when all are ASCII)."""
+    text = "".join(lines)
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def _encode(lines: list[str]) -> bytes:
@@ -272,42 +280,51 @@ class Assembler:
         self._ws[opened.id] = _WsState(opened, ident, TurnTracker(opened.id), headers)
 
     def _ws_run(self, run: WsRun) -> Writes | None:
-        """One recv's messages: upstream events in order and within the recording cap
-        (the common case) in one pass; anything else message by message."""
+        """One recv's messages: in order and within the recording cap (the common
+        case) in one pass; anything else message by message."""
         state = self._ws.get(run.conn_id)
         if state is None:
             return None
         found = run.found
         kept = state.kept_bytes + sum(size for text, size, _ in found if text is not None)
-        if (run.direction != "u2c" or run.seq > state.next_seq or state.waiting
-                or kept > MAX_RECORDED_FRAME_BYTES):
+        if run.seq > state.next_seq or state.waiting or kept > MAX_RECORDED_FRAME_BYTES:
             writes: Writes | None = None
             for frame in run.frames():
                 writes = _merge(writes, self._ws_frame(frame))
             return writes
         state.kept_bytes = kept
         state.next_seq = run.seq + len(found)
-        lines = frame_lines(round((run.ts - state.opened.started) * 1000, 3), "u2c", found)
+        rel_ms = round((run.ts - state.opened.started) * 1000, 3)
+        if run.direction != "u2c":
+            return self._client_run(state, run.ts, rel_ms, found)
+        lines = frame_lines(rel_ms, "u2c", found)
         if not state.out:
             self._dirty.append(state)
         state.out += lines
         return self._upstream_events(state, run.ts, lines, found)
 
+    def _client_run(self, state: _WsState, ts: float, rel_ms: float,
+                    found: list[tuple[str | None, int, bool]]) -> Writes | None:
+        """Client messages in order: a ``response.create`` opens a turn, any other is logged as it came."""
+        writes: Writes | None = None
+        for text, size, truncated in found:
+            request = None if truncated else state.tracker.opens_turn("c2u", text)
+            if request is not None and text is not None:
+                writes = _merge(writes, self._turn_opened(state, ts, size, request, text, rel_ms))
+            else:
+                self._log(state, frame_line(rel_ms, "c2u", size, text, truncated))
+        return writes
+
     def _upstream_events(self, state: _WsState, ts: float, lines: list[str],
                          found: list[tuple[str | None, int, bool]]) -> Writes | None:
-        """Feed a run's events to the turn tracker, the log's length kept at each
-        (a turn's line names where its terminal event's line ends)."""
-        upstream_event = state.tracker.upstream_event
+        """Feed a run's events to the turn tracker; the log's length is worked out
+        only where a turn ended (its line names where its terminal event's line ends)."""
         logged = state.logged
         writes: Writes | None = None
-        for line, (text, size, truncated) in zip(lines, found):
-            logged += len(line) if line.isascii() else len(line.encode("utf-8", "surrogatepass"))
-            if text is not None and not truncated:
-                turn = upstream_event(ts, text, size)
-                if turn is not None:
-                    state.logged = logged
-                    writes = _merge(writes, self._turn_writes(state, [turn]))
-        state.logged = logged
+        for at, turn in state.tracker.upstream_run(ts, found):
+            state.logged = logged + _byte_length(lines[:at + 1])
+            writes = _merge(writes, self._turn_writes(state, [turn]))
+        state.logged = logged + _byte_length(lines)
         return writes
 
     def _ws_frame(self, frame: WsFrame) -> Writes | None:
@@ -370,7 +387,7 @@ class Assembler:
         if frame.direction == "c2u":
             request = state.tracker.opens_turn("c2u", text)
             if request is not None and text is not None:
-                return self._turn_opened(state, frame, request, text, rel_ms)
+                return self._turn_opened(state, frame.ts, frame.size, request, text, rel_ms)
         line = frame_line(rel_ms, frame.direction, frame.size, frame.text, frame.truncated)
         if not state.out:  # (_log, inlined: the path every frame takes)
             self._dirty.append(state)
@@ -381,25 +398,25 @@ class Assembler:
         turns = state.tracker.on_upstream(frame.ts, text, frame.size)
         return self._turn_writes(state, turns) if turns else None
 
-    def _turn_opened(self, state: _WsState, frame: WsFrame, request: dict[str, object], text: str,
+    def _turn_opened(self, state: _WsState, ts: float, size: int, request: dict[str, object], text: str,
                      rel_ms: float) -> Writes:
         """A ``response.create``: the turn it supersedes ends; its request is identified,
         stored on its chain and logged now, so its line needs only the response."""
-        done = state.tracker.open_turn(request, frame.ts, frame.size)
+        done = state.tracker.open_turn(request, ts, size)
         writes = self._turn_writes(state, done) if done else Writes()
         turn_id = f"{state.opened.id}-t{state.creates}"
         facts = state.tracker.open_request_facts()
         seen = identify_codex(state.headers, request)
         system_text = facts.system_text
-        ident = self.sessions.resolve(seen if seen.session_id else state.identity, frame.ts, system_text)
+        ident = self.sessions.resolve(seen if seen.session_id else state.identity, ts, system_text)
         self._remember_prompt(system_text, ident, writes, "openai", state.opened.req_headers)
         state.identity = _richer(state.identity, ident)
         digest = self._store_system_prompt(system_text, writes)
         chain = ("ws", ident.session_id or state.opened.id, ident.is_subagent, digest)
         packed = self._request_sidecar(turn_id, request, chain, system_text, digest, writes)
-        stored = json.dumps(packed, ensure_ascii=False, separators=(",", ":"), default=str) if packed is not None else (
+        stored = _COMPACT_JSON(packed) if packed is not None else (
             text if "\n" not in text else json.dumps(request, ensure_ascii=False))
-        offset = self._log(state, create_line(turn_id, rel_ms, frame.size, stored))
+        offset = self._log(state, create_line(turn_id, rel_ms, size, stored))
         state.starts[state.creates] = _TurnStart(identity_fields(ident), digest, offset)
         state.creates += 1
         return writes

@@ -64,9 +64,13 @@ def encode_json(obj: object) -> bytes:
     return json.dumps(obj, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass")
 
 
+# one encoder for every line: json.dumps builds one a call when given options
+_LINE_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+
+
 def dumps_line(obj: object) -> bytes:
     """One compact JSON line, newline-terminated, never containing a raw newline."""
-    return (json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str) + "\n").encode("utf-8")
+    return (_LINE_JSON(obj) + "\n").encode("utf-8")
 
 
 def is_safe_id(value: str) -> bool:

@@ -206,3 +206,119 @@ def turn_frames(draw: Any) -> list[Frame]:
 def test_any_whole_turn_gives_the_facts_of_the_full_parse(frames: list[Frame]) -> None:
     lazy, full = _both(frames)
     assert lazy == full
+
+
+# -- text deltas left undecoded when no text could open like a generated title ------
+
+def _delta(text: str, item_id: str = "m1") -> dict[str, Any]:
+    return {"type": "response.output_text.delta", "item_id": item_id, "delta": text}
+
+
+BARE_END = {"type": "response.completed", "response": {"id": "r1", "status": "completed"}}  # no output
+
+
+def _decoded_kinds(frames: list[Frame]) -> list[str]:
+    """The types of the frames the lazy tracker decodes for ``frames``."""
+    import ccxray.wire.codex_ws as codex_ws
+    decoded: list[str] = []
+    original = codex_ws.decode
+
+    def spy(text: str) -> object:
+        decoded.append(event_kind(text) or "?")
+        return original(text)
+    codex_ws.decode = spy  # type: ignore[assignment]
+    try:
+        tracker = TurnTracker("c")
+        for direction, ts, text, size in frames:
+            tracker.on_frame(direction, ts, text, size)
+    finally:
+        codex_ws.decode = original  # type: ignore[assignment]
+    return decoded
+
+
+def test_a_title_streamed_only_in_deltas_is_found() -> None:
+    frames = _turn([_delta(" "), _delta('{"ti'), _delta('tle": "Fix'), _delta(' the bug"}'), BARE_END])
+    lazy, full = _both(frames)
+    assert lazy == full and lazy[0]["line"]["generatedTitle"] == "Fix the bug"
+
+
+def test_a_brace_spelled_as_an_escape_still_makes_a_title() -> None:
+    escaped = '{"type":"response.output_text.delta","item_id":"m1","delta":"\\u007b\\"title\\": \\"Esc\\"}"}'
+    frames = _turn([BARE_END])
+    frames.insert(1, ("u2c", 1.5, escaped, len(escaped)))
+    lazy, full = _both(frames)
+    assert lazy == full and lazy[0]["line"]["generatedTitle"] == "Esc"
+
+
+def test_prose_deltas_are_not_decoded_beyond_the_first_token() -> None:
+    frames = _turn([_delta("Hello"), _delta(" there,"), _delta(" friend."), BARE_END])
+    lazy, full = _both(frames)
+    assert lazy == full and lazy[0]["line"]["generatedTitle"] is None and lazy[0]["ttft"] == 2.0
+    decoded = _decoded_kinds(frames)
+    assert decoded.count("response.output_text.delta") == 1  # the first token's only
+    assert decoded.count("response.completed") == 1
+
+
+def test_braces_in_a_reply_or_in_the_output_fold_every_delta() -> None:
+    code = _turn([_delta("Use `f() {"), _delta(" return 1; }`"), BARE_END])
+    lazy, full = _both(code)
+    assert lazy == full and _decoded_kinds(code).count("response.output_text.delta") == 2
+    done = {"type": "response.output_item.done", "output_index": 0, "item": _message("m1", "{")}
+    announced = _turn([_delta(' "title": "Done"}', "m2"), done, BARE_END])  # the brace comes from an item
+    lazy, full = _both(announced)
+    assert lazy == full and lazy[0]["line"]["generatedTitle"] == "Done"
+
+
+def test_a_turn_with_tool_calls_names_them_without_decoding_argument_deltas() -> None:
+    call = {"type": "function_call", "id": "f1", "call_id": "call_1", "name": "shell", "arguments": ""}
+    frames = _turn([
+        {"type": "response.output_item.added", "output_index": 0, "item": call},
+        {"type": "response.function_call_arguments.delta", "item_id": "f1", "delta": '{"cmd":'},
+        {"type": "response.function_call_arguments.delta", "item_id": "f1", "delta": ' "ls"}'},
+        {"type": "response.output_item.done", "output_index": 0, "item": {**call, "arguments": '{"cmd": "ls"}'}},
+        BARE_END,
+    ])
+    lazy, full = _both(frames)
+    assert lazy == full and lazy[0]["line"]["toolNames"] == ["shell"] and lazy[0]["line"]["toolCalls"] == 1
+    assert "response.function_call_arguments.delta" not in _decoded_kinds(frames)
+
+
+def _in_runs(frames: list[Frame], cuts: list[bool]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The lazy tracker fed upstream frames in runs (a run shares its first frame's
+    time, as a relay's recv does), the reference fed the same frames one by one."""
+    lazy, full = TurnTracker("c"), ref.TurnTracker("c")
+    got: list[Turn] = []
+    want: list[ref.Turn] = []
+    run: list[tuple[str | None, int, bool]] = []
+    run_ts = 0.0
+    for n, (direction, ts, text, size) in enumerate(frames):
+        if direction != "u2c":
+            got += [turn for _, turn in lazy.upstream_run(run_ts, run)]
+            run = []
+            got += lazy.on_frame(direction, ts, text, size)
+            want += full.on_frame(direction, ts, text, size)
+            continue
+        run_ts = ts if not run else run_ts
+        run.append((text, size, False))
+        want += full.on_frame(direction, run_ts, text, size)
+        if cuts[n % len(cuts)]:
+            got += [turn for _, turn in lazy.upstream_run(run_ts, run)]
+            run = []
+    got += [turn for _, turn in lazy.upstream_run(run_ts, run)]
+    got += lazy.finish(1e7, "closed")
+    want += full.finish(1e7, "closed")
+    return [_facts(t) for t in got], [_facts(t) for t in want]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(frame(), max_size=30), st.lists(st.booleans(), min_size=1, max_size=8))
+def test_frames_fed_in_runs_give_the_facts_of_the_full_parse(frames: list[Frame], cuts: list[bool]) -> None:
+    lazy, full = _in_runs(frames, cuts)
+    assert lazy == full
+
+
+@settings(max_examples=200, deadline=None)
+@given(turn_frames(), st.lists(st.booleans(), min_size=1, max_size=8))
+def test_whole_turns_fed_in_runs_give_the_facts_of_the_full_parse(frames: list[Frame], cuts: list[bool]) -> None:
+    lazy, full = _in_runs(frames, cuts)
+    assert lazy == full

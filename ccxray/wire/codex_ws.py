@@ -13,8 +13,11 @@ Frames are parsed lazily: an event's type is read from its first bytes
 whole), and only what the turn's facts need is decoded: the
 `response.create`, the terminal or error event, the events the response
 fold reads, and the first candidate for the first token. Deltas are decoded
-only when the terminal output does not settle what they would add (see
-`openai.fold_settled`); the facts are those of decoding every frame.
+only when they could change the turn's line: not when the terminal output
+settles what they would add (see `openai.fold_settled`), nor when no text
+could open like a generated title (see `_unbraced`). The line's facts are
+those of decoding every frame; the response text and tool-call arguments of
+a `Turn` then leave out what the deltas held.
 
 Timestamps are the caller's clock in seconds (e.g. `time.time()`); the
 tracker never reads a clock. Non-JSON and binary frames are ignored.
@@ -72,19 +75,33 @@ def decode(text: str) -> object:
         return None
 
 
-class Event:
-    """One upstream frame of a turn: its type from its head, decoded on demand."""
+Row = tuple[str | None, str, float, int]  # (type from the head, text, ts, payload bytes)
 
-    __slots__ = ("kind", "text", "ts", "size", "_value")
 
-    def __init__(self, kind: str | None, text: str, ts: float, size: int) -> None:
-        self.kind, self.text, self.ts, self.size, self._value = kind, text, ts, size, _UNSET
+class Frames:
+    """A turn's upstream frames as rows (type from the head, text, ts, size),
+    each decoded on demand, at most once (a row is cheaper to keep than an object)."""
 
-    def value(self) -> dict[str, object] | None:
-        """The frame as a JSON object, None when it is not one."""
-        if self._value is _UNSET:
-            self._value = as_dict(decode(self.text))
-        return self._value  # type: ignore[return-value]
+    __slots__ = ("rows", "_values")
+
+    def __init__(self) -> None:
+        self.rows: list[Row] = []
+        self._values: dict[int, dict[str, object] | None] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def keep(self, at: int, value: dict[str, object]) -> None:
+        """The decoded value of row ``at``, worked out by the caller already."""
+        self._values[at] = value
+
+    def value(self, at: int) -> dict[str, object] | None:
+        """Row ``at`` as a JSON object, None when it is not one."""
+        try:
+            return self._values[at]
+        except KeyError:
+            value = self._values[at] = as_dict(decode(self.rows[at][1]))
+            return value
 
 
 @dataclass
@@ -98,7 +115,7 @@ class Turn:
     request: dict[str, object]
     request_facts: RequestFacts
     response: ResponseFacts
-    frames: list[Event]
+    frames: Frames
     request_kind: str
     first_token_ts: float | None
     partial: bool
@@ -108,12 +125,14 @@ class Turn:
     @property
     def events(self) -> list[dict[str, object]]:
         """The upstream events of the turn, decoded (frames that are not JSON objects left out)."""
-        return [v for v in (e.value() for e in self.frames) if v is not None]
+        values = (self.frames.value(at) for at in range(len(self.frames)))
+        return [v for v in values if v is not None]
 
     @property
     def bytes_u2c(self) -> int:
         """Payload bytes of the turn's upstream events."""
-        return sum(e.size for e in self.frames if e.value() is not None)
+        frames = self.frames
+        return sum(row[3] for at, row in enumerate(frames.rows) if frames.value(at) is not None)
 
     @property
     def elapsed_ms(self) -> float:
@@ -135,7 +154,7 @@ class _OpenTurn:
     request: dict[str, object]
     request_facts: RequestFacts
     size: int
-    frames: list[Event] = field(default_factory=list)
+    frames: Frames = field(default_factory=Frames)
 
 
 def _is_first_token(event: dict[str, object]) -> bool:
@@ -146,14 +165,14 @@ def _is_first_token(event: dict[str, object]) -> bool:
     return kind == _ITEM_ADDED and item is not None and item.get("type") in _FIRST_TOKEN_ITEMS
 
 
-def _first_token_ts(frames: list[Event]) -> float | None:
+def _first_token_ts(frames: Frames) -> float | None:
     """When the first output came: the first frame that decodes as a first token
     (only frames whose head says they could be one are decoded)."""
-    for event in frames:
-        if event.kind in (_TEXT_DELTA, _ITEM_ADDED) or event.kind is None:
-            value = event.value()
+    for at, (kind, _, ts, _) in enumerate(frames.rows):
+        if kind in (_TEXT_DELTA, _ITEM_ADDED) or kind is None:
+            value = frames.value(at)
             if value is not None and _is_first_token(value):
-                return event.ts
+                return ts
     return None
 
 
@@ -163,23 +182,42 @@ def _has_output(event: dict[str, object]) -> bool:
     return isinstance(output, list) and bool(output)
 
 
-def _fold(frames: list[Event]) -> ResponseFacts:
-    """The response facts, decoding deltas only when the rest does not settle them."""
+def _fold(frames: Frames) -> ResponseFacts:
+    """The line's response facts, decoding deltas only when the rest does not settle them."""
     rest: list[dict[str, object]] = []
-    deltas = False
-    for event in frames:
-        if event.kind in _DELTAS:
-            deltas = True
-        elif event.kind is None or event.kind in _FOLDED:
-            value = event.value()
+    deltas: list[str] = []  # texts of the text deltas
+    other_deltas = False
+    for at, (kind, text, _, _) in enumerate(frames.rows):
+        if kind in _DELTAS:
+            if kind == _TEXT_DELTA:
+                deltas.append(text)
+            else:
+                other_deltas = True
+        elif kind is None or kind in _FOLDED:
+            value = frames.value(at)
             if value is not None:
                 rest.append(value)
-    if not deltas:
+    if not deltas and not other_deltas:
         return openai.fold_events(rest)
     settled = openai.fold_settled(rest) if any(_has_output(v) for v in rest) else None
     if settled is not None:
         return settled
-    return openai.fold_typed([(e.kind, v) for e in frames if (v := e.value()) is not None])
+    return _unbraced(rest, deltas) or openai.fold_typed(
+        [(kind, v) for at, (kind, *_) in enumerate(frames.rows) if (v := frames.value(at)) is not None])
+
+
+def _unbraced(rest: list[dict[str, object]], deltas: list[str]) -> ResponseFacts | None:
+    """The facts without the deltas when neither they nor the other events' texts
+    hold a "{": the reply's text then cannot open like a generated title, the one
+    line field text deltas feed (other deltas feed only tool-call arguments, not
+    on the line). None when they might: fold them all."""
+    # JSON spells a "{" only as itself or as an escape \u007b: the deltas hold none
+    # but their own opening braces when they hold no such escape and one brace each
+    joined = "".join(deltas)
+    if joined.count("{") != len(deltas) or "\\u007" in joined:
+        return None
+    facts = openai.fold_events(rest)
+    return None if "{" in facts.text else facts
 
 
 def _error_text(err: dict[str, object]) -> str:
@@ -208,33 +246,38 @@ class TurnTracker:
 
     def on_upstream(self, ts: float, text: str, size: int) -> list[Turn]:
         """Account one upstream text frame; returns the turn it ended, if it did."""
-        turn = self.upstream_event(ts, text, size)
-        return [] if turn is None else [turn]
+        return [turn for _, turn in self.upstream_run(ts, [(text, size, False)])]
 
-    def upstream_event(self, ts: float, text: str, size: int) -> Turn | None:
-        """As `on_upstream`, without a list: the recorder calls it for most frames."""
+    def upstream_run(self, ts: float, found: list[tuple[str | None, int, bool]]) -> list[tuple[int, Turn]]:
+        """Account upstream frames that came together ((text or None, size, not kept)
+        each, as a relay hands them over); returns each turn ended, with the position
+        of the frame that ended it. The recorder calls it for most frames: one call a run."""
+        ended: list[tuple[int, Turn]] = []
         turn = self._open
-        if turn is None:
-            return None
-        kind: str | None = None
-        if text.startswith(_HEADS[0]):  # (`event_kind`'s common case, inlined)
-            end = text.find('"', _HEAD_LEN)
-            kind = text[_HEAD_LEN:end]
-            if end < 0 or "\\" in kind:
-                kind = None
-        else:
-            kind = event_kind(text)
-        event = Event(kind, text, ts, size)
-        if kind is None or kind in _ENDS:
-            value = event.value()
-            if value is None:
-                return None  # not a JSON object: not an event of the turn
-            named = value.get("type")
-            kind = event.kind = named if isinstance(named, str) else None  # None: folded whole, whatever it is
-        turn.frames.append(event)
-        if kind in _ENDS:
-            return self._close(ts, partial=False, error=None)
-        return None
+        for at, (text, size, truncated) in enumerate(found):
+            if turn is None:
+                break  # only a response.create opens a turn: the run's rest belongs to none
+            if text is None or truncated:
+                continue
+            if text.startswith(_HEADS[0]):  # (`event_kind`'s common case, inlined)
+                end = text.find('"', _HEAD_LEN)
+                head = text[_HEAD_LEN:end]
+                kind = None if end < 0 or "\\" in head else head
+            else:
+                kind = event_kind(text)
+            rows = turn.frames.rows
+            if kind is None or kind in _ENDS:
+                value = as_dict(decode(text))
+                if value is None:
+                    continue  # not a JSON object: not an event of the turn
+                named = value.get("type")
+                kind = named if isinstance(named, str) else None  # None: folded whole, whatever it is
+                turn.frames.keep(len(rows), value)
+            rows.append((kind, text, ts, size))
+            if kind in _ENDS:
+                ended.append((at, self._close(ts, partial=False, error=None)))
+                turn = None
+        return ended
 
     def opens_turn(self, direction: str, text: str | None) -> dict[str, object] | None:
         """The request when this frame is a `response.create` (decoded once: pass it to `open_turn`)."""
@@ -280,4 +323,4 @@ class TurnTracker:
         )
 
 
-__all__ = ["CREATE", "Event", "SUPERSEDED", "Turn", "TurnTracker", "decode", "event_kind"]
+__all__ = ["CREATE", "Frames", "SUPERSEDED", "Turn", "TurnTracker", "decode", "event_kind"]

@@ -18,7 +18,7 @@ from .pricing import PriceTable
 from .reqdelta import Chains
 from .record import INDEX_FIELDS, HttpCall, WsClosed, WsFrame, WsOpened, WsRun, index_line, iso_ms
 from .store import RawJson, ResponseWithMeta
-from .sessions import CodexHeaders, Identity, SessionTracker, codex_headers, identify, identify_codex, prompt_hash
+from .sessions import CodexHeaders, Identity, SessionTracker, codex_headers, identify, identify_codex
 from .summarize import Summary, identity_fields, summarize_http, summarize_turn
 from .framelog import create_line, frame_line, frame_lines
 from .wire.codex_ws import Turn, TurnTracker
@@ -252,7 +252,7 @@ class Assembler:
         """Write ``shared/system_{hash}.json`` the first time a prompt is seen; returns the hash."""
         if not system_text:
             return None
-        digest = prompt_hash(system_text)
+        digest = self.sessions.prompt_digest(system_text)
         if digest not in self._prompts_stored:
             if len(self._prompts_stored) > MAX_REMEMBERED_PROMPTS:
                 self._prompts_stored.clear()  # the store skips files that exist; this only saves a stat

@@ -98,7 +98,9 @@ def _delta(link: ChainLink | None, key: str, history: list[Any], max_depth: int)
 def _sys_ref(text: object, system_text: str | None, system_hash: str | None) -> object:
     if not isinstance(text, str) or len(text) < MIN_SHARED_CHARS or not system_text or not system_hash:
         return text
-    at = system_text.find(text)
+    # the prompt most often opens with this text (or is it): a compare, where find()
+    # would first study a needle of tens of KB
+    at = 0 if system_text.startswith(text) else system_text.find(text)
     return text if at < 0 else {"$sys": system_hash, "at": at, "len": len(text)}
 
 

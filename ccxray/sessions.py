@@ -269,6 +269,28 @@ def prompt_hash(system_text: str) -> str:
     return digest[:PROMPT_HASH_CHARS]
 
 
+class PromptDigests:
+    """`prompt_hash` remembering the last few prompts: an agent sends the same
+    system prompt (~20 KB for Codex) with every turn, and comparing it with one
+    seen before costs a fraction of hashing it again."""
+
+    def __init__(self, size: int = 8) -> None:
+        self._size = size
+        self._recent: list[tuple[str, str]] = []  # (text, digest), newest last
+
+    def __call__(self, system_text: str) -> str:
+        recent = self._recent
+        for at in range(len(recent) - 1, -1, -1):
+            text, digest = recent[at]
+            if text is system_text or (len(text) == len(system_text) and text == system_text):
+                return digest
+        digest = prompt_hash(system_text)
+        recent.append((system_text, digest))
+        if len(recent) > self._size:
+            del recent[0]
+        return digest
+
+
 @dataclass
 class _ActiveSession:
     session_id: str
@@ -282,6 +304,7 @@ class SessionTracker:
     def __init__(self) -> None:
         self._claude: _ActiveSession | None = None
         self._prompt_agents: dict[str, str] = {}
+        self.prompt_digest = PromptDigests()  # the prompt_hash every caller on this thread shares
 
     def resolve(self, ident: Identity, ts: float, system_text: str | None = None) -> Identity:
         """`ident` completed from earlier calls.
@@ -318,7 +341,7 @@ class SessionTracker:
         """
         if not system_text or not agent_type:
             return None
-        key = prompt_hash(system_text)
+        key = self.prompt_digest(system_text)
         known = self._prompt_agents.get(key)
         if known == agent_type or (known is not None and known != "default" and agent_type == "default"):
             return None
@@ -334,4 +357,4 @@ class SessionTracker:
         """The agent type remembered for this prompt, or None (never a guess)."""
         if not system_text:
             return None
-        return self._prompt_agents.get(prompt_hash(system_text))
+        return self._prompt_agents.get(self.prompt_digest(system_text))

@@ -251,3 +251,14 @@ def test_identify_never_raises(provider: str, headers: list[tuple[str, str]], bo
     ident = identify(provider, headers, body)
     tracker = SessionTracker()
     assert tracker.resolve(ident, 0.0, system_text="p").session_inferred is False
+
+
+def test_prompt_digests_remember_recent_prompts_by_value() -> None:
+    from ccxray.sessions import PromptDigests, prompt_hash
+    digests = PromptDigests(size=2)
+    first = "You are Codex." * 1000
+    assert digests(first) == prompt_hash(first)
+    same = "".join(["You are Codex."] * 1000)  # equal text, another object (a new frame's)
+    assert same is not first and digests(same) == prompt_hash(first)
+    assert digests("b") == prompt_hash("b") and digests("c") == prompt_hash("c")  # `first` is evicted
+    assert digests(first + "!") == prompt_hash(first + "!") and digests(first) == prompt_hash(first)

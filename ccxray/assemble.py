@@ -18,7 +18,9 @@ from .pricing import PriceTable
 from .reqdelta import Chains
 from .record import INDEX_FIELDS, HttpCall, WsClosed, WsFrame, WsOpened, WsRun, index_line, iso_ms
 from .store import RawJson, ResponseWithMeta
-from .sessions import CodexHeaders, Identity, SessionTracker, codex_headers, identify, identify_codex
+from .sessions import (
+    CodexHeaders, Identity, SessionTracker, codex_headers, codex_may_name_session, identify, identify_codex,
+)
 from .summarize import Summary, identity_fields, summarize_http, summarize_turn
 from .framelog import create_line, frame_line, frame_lines
 from .wire.codex_ws import Turn, TurnTracker
@@ -406,9 +408,11 @@ class Assembler:
         writes = self._turn_writes(state, done) if done else Writes()
         turn_id = f"{state.opened.id}-t{state.creates}"
         facts = state.tracker.open_request_facts()
-        seen = identify_codex(state.headers, request)
         system_text = facts.system_text
-        ident = self.sessions.resolve(seen if seen.session_id else state.identity, ts, system_text)
+        # a frame that names no session takes the connection's identity whole: the
+        # frame's own is worked out only when it may name one
+        seen = identify_codex(state.headers, request) if codex_may_name_session(state.headers, request) else None
+        ident = self.sessions.resolve(seen if seen and seen.session_id else state.identity, ts, system_text)
         self._remember_prompt(system_text, ident, writes, "openai", state.opened.req_headers)
         state.identity = _richer(state.identity, ident)
         digest = self._store_system_prompt(system_text, writes)

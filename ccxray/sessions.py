@@ -248,6 +248,12 @@ def identify_codex(headers: CodexHeaders, raw_body: object) -> Identity:
     )
 
 
+def codex_may_name_session(headers: CodexHeaders, body: Mapping[str, object]) -> bool:
+    """False when `identify_codex(headers, body)` certainly finds no session id: the
+    headers name none and the body has no metadata to name one in (see its sources)."""
+    return bool(headers.session_id or headers.meta or body.get("client_metadata") or body.get("metadata"))
+
+
 def identify(provider: str, headers: Sequence[Header], body: object) -> Identity:
     """Identity of one call from its request headers and parsed body (None for no body).
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ccxray.sessions import Identity, SessionTracker, identify, prompt_hash
+from ccxray.sessions import Identity, SessionTracker, codex_may_name_session, identify, identify_codex, prompt_hash
+from ccxray.sessions import codex_headers as read_codex_headers
 
 from .recorded import shared, shared_path
 
@@ -254,7 +255,7 @@ def test_identify_never_raises(provider: str, headers: list[tuple[str, str]], bo
 
 
 def test_prompt_digests_remember_recent_prompts_by_value() -> None:
-    from ccxray.sessions import PromptDigests, prompt_hash
+    from ccxray.sessions import PromptDigests
     digests = PromptDigests(size=2)
     first = "You are Codex." * 1000
     assert digests(first) == prompt_hash(first)
@@ -262,3 +263,21 @@ def test_prompt_digests_remember_recent_prompts_by_value() -> None:
     assert same is not first and digests(same) == prompt_hash(first)
     assert digests("b") == prompt_hash("b") and digests("c") == prompt_hash("c")  # `first` is evicted
     assert digests(first + "!") == prompt_hash(first + "!") and digests(first) == prompt_hash(first)
+
+
+_META_VALUES = st.one_of(st.none(), st.just({}), st.just("x"),
+                         st.fixed_dictionaries({}, optional={"session_id": st.sampled_from(["s1", ""]),
+                                                             "x-codex-turn-metadata": st.just('{"session_id":"s2"}')}))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.fixed_dictionaries({}, optional={"client_metadata": _META_VALUES, "metadata": _META_VALUES,
+                                           "type": st.just("response.create"), "input": st.just("hi")}),
+       st.sampled_from([[], [("session_id", "h1")], [("x-codex-turn-metadata", '{"session_id":"m1"}')],
+                        [("x-codex-turn-metadata", '{"turn_id":"t"}')], [("originator", "codex_cli_rs")]]))
+def test_a_frame_said_to_name_no_session_names_none(body: dict[str, object], headers: list[tuple[str, str]]) -> None:
+    parsed = read_codex_headers(headers)
+    if not codex_may_name_session(parsed, body):
+        assert identify_codex(parsed, body).session_id is None
+    if identify_codex(parsed, body).session_id is not None:
+        assert codex_may_name_session(parsed, body)

@@ -69,6 +69,7 @@ class _WsState:
     next_seq: int = 1
     arrivals: int = 0
     creates: int = 0  # response.create frames seen: the turn tracker numbers turns the same way
+    turn_fields: dict[str, Any] | None = None  # a turn line's fields that are the connection's (built once)
 
 
 def _provider(route_provider: str) -> str:
@@ -435,12 +436,14 @@ class Assembler:
     def _turn_line(self, state: _WsState, turn: Turn, start: _TurnStart) -> dict[str, Any]:
         """The turn's index line, built in place (what ``index_line`` gives, without its copies)."""
         opened = state.opened
-        line: dict[str, Any] = dict.fromkeys(INDEX_FIELDS)
+        if state.turn_fields is None:  # what every turn line of the connection says alike, in the line's order
+            state.turn_fields = dict.fromkeys(INDEX_FIELDS)
+            state.turn_fields.update(kind="turn", transport="websocket", provider=_provider(opened.provider),
+                                     method="WS", url=opened.url, isSSE=False, connectionId=opened.id)
+        line = state.turn_fields.copy()
         line.update(
             id=f"{opened.id}-t{turn.index}", ts=iso_ms(turn.ended), receivedAt=int(turn.started * 1000),
-            kind="turn", transport="websocket", provider=_provider(opened.provider), method="WS",
-            url=opened.url, status=None if turn.partial else 200, isSSE=False,
-            connectionId=opened.id, error=turn.error, frames=[start.offset, state.logged],
+            status=None if turn.partial else 200, error=turn.error, frames=[start.offset, state.logged],
         )
         line.update(summarize_turn(turn, self.prices))
         line.update(start.fields)

@@ -242,10 +242,12 @@ class _Fold:
             out.text = "".join(self.st.chat_text)
             out.tool_calls = [dict(c) for _, c in sorted(self.st.chat_tools.items())]
             return out
-        items = _output_items(self.st)
-        out.text = "".join(_item_text(self.st, item) for item in items if item.get("type") == "message")
-        out.text += _orphan_text(self.st, items)
-        out.tool_calls = [_tool_call(self.st, item) for item in items if _is_call(item)]
+        st = self.st
+        if st.final_output or st.items or st.texts or st.texts_done:  # else no text, no calls: the defaults
+            items = _output_items(st)
+            out.text = "".join(_item_text(st, item) for item in items if item.get("type") == "message")
+            out.text += _orphan_text(st, items)
+            out.tool_calls = [_tool_call(st, item) for item in items if _is_call(item)]
         if out.stop_reason is None and out.status is not None and out.status not in _OPEN_STATUSES:
             out.stop_reason = out.status
         return out

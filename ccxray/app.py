@@ -133,7 +133,7 @@ class App:
             entry.busy = busy
             if not busy:
                 entry.idle_since = time.monotonic()
-            self._lock.notify_all()
+                self._lock.notify_all()  # only a call ending can make the proxy quiet (wait_quiet)
 
     def live_count(self) -> int:
         """Connections held and not already being reclaimed."""

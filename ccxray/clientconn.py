@@ -72,12 +72,16 @@ class ClientConn:
         (slowloris). A started but unfinished head gets ClientProtocolError(408).
         """
         deadline: float | None = None
-        fed = len(self.h11.trailing_data[0])  # pipelined bytes left from the previous request
-        while True:
+        buffered, closed = self.h11.trailing_data
+        fed = len(buffered)  # pipelined bytes left from the previous request
+        # an idle connection with nothing buffered can only be NEED_DATA: go straight to the wait
+        event: h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED] = h11.NEED_DATA
+        if fed or closed or self.h11.their_state is not h11.IDLE:
             event = self._next()
+        while True:
             if isinstance(event, h11.Request):
                 self.method = event.method
-                self.chunked = any(name == b"transfer-encoding" for name, _ in event.headers)
+                self.chunked = any(name.lower() == b"transfer-encoding" for name, _ in event.headers.raw_items())
                 # h11 bounds a head only while it is incomplete; one that arrived in a
                 # few large reads is measured here: all bytes fed minus what follows it
                 if fed - len(self.h11.trailing_data[0]) > MAX_HEAD_BYTES:
@@ -87,8 +91,7 @@ class ClientConn:
                 return None
             if event is not h11.NEED_DATA:
                 raise ClientProtocolError(f"unexpected {type(event).__name__} before a request")
-            started = deadline is not None or bool(self.h11.trailing_data[0])
-            if started and deadline is None:
+            if deadline is None and fed:  # a head has started (pipelined bytes): its clock runs
                 deadline = time.monotonic() + head_s
             try:
                 data = self._recv(idle_s if deadline is None else deadline - time.monotonic())
@@ -100,6 +103,7 @@ class ClientConn:
                 deadline = time.monotonic() + head_s
             fed += len(data)
             self.h11.receive_data(data)
+            event = self._next()
 
     def wants_100_continue(self) -> bool:
         return self.h11.they_are_waiting_for_100_continue

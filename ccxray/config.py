@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlsplit
@@ -66,7 +67,7 @@ class Upstream:
     def is_tls(self) -> bool:
         return self.scheme == "https"
 
-    @property
+    @cached_property  # read twice per relayed request; the fields never change
     def host_header(self) -> str:
         default = 443 if self.is_tls else 80
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -128,7 +129,7 @@ class Settings:
     restore_days: float = 7.0
     retention_days: float | None = None
 
-    @property
+    @cached_property  # every relayed call names its spill file under it: no Path built per call
     def logs_dir(self) -> Path:
         return self.home / "logs"
 

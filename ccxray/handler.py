@@ -126,7 +126,8 @@ class ConnectionHandler:
             keep_alive = serve_local(self.app, self.client, method, target)
         else:
             keep_alive = self._forward(req, method, target, headers, where)
-        return keep_alive and not has_length_and_chunking(headers)  # RFC 9112 6.1: close after CL+TE
+        # RFC 9112 6.1: close after a request framed both ways (only a chunked one can be)
+        return keep_alive and not (self.client.chunked and has_length_and_chunking(headers))
 
     def _upgrade(self, method: str, target: str, headers: list[tuple[str, str]], where: Route) -> bool:
         path = split_target(target)[0]

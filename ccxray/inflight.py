@@ -11,9 +11,8 @@ from __future__ import annotations
 import re
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 Listener = Callable[[str, dict[str, Any]], None]
 _MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,100})"')
@@ -54,29 +53,28 @@ class InFlightRegistry:
         with self._lock:
             self._calls[call.id] = call
             listeners = list(self._listeners)
-        for fn in listeners:
-            fn("start", asdict(call))
+        if listeners:  # no page open (the usual case): no dict built per call
+            fact = asdict(call)
+            for fn in listeners:
+                fn("start", fact)
 
     def end(self, call_id: str) -> None:
         with self._lock:
             call = self._calls.pop(call_id, None)
             listeners = list(self._listeners)
-        if call is not None:
+        if call is not None and listeners:
+            fact = {"id": call_id, "endedAt": int(time.time() * 1000)}
             for fn in listeners:
-                fn("end", {"id": call_id, "endedAt": int(time.time() * 1000)})
+                fn("end", fact)
 
-    @contextmanager
     def track(self, call_id: str, method: str, url: str, provider: str, transport: str,
               headers: Sequence[tuple[str, str]] = (), body: bytes = b"",
-              started_s: float | None = None) -> Iterator[None]:
-        """Registered for the duration of the ``with`` block, however it ends."""
+              started_s: float | None = None) -> "Tracked":
+        """Registered now and until the ``with`` block on the result ends, however it ends."""
         session, model = sniff(headers, body)
         received_ms = int((time.time() if started_s is None else started_s) * 1000)
         self.start(InFlight(call_id, received_ms, method, url, provider, transport, session, model))
-        try:
-            yield
-        finally:
-            self.end(call_id)
+        return Tracked(self, call_id)
 
     def list(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -90,3 +88,20 @@ class InFlightRegistry:
         with self._lock:
             if fn in self._listeners:
                 self._listeners.remove(fn)
+
+
+class Tracked:
+    """Ends a tracked call when its ``with`` block ends (a plain class: a generator-based
+    context manager costs a few microseconds on every relayed call)."""
+
+    __slots__ = ("_registry", "_call_id")
+
+    def __init__(self, registry: InFlightRegistry, call_id: str) -> None:
+        self._registry = registry
+        self._call_id = call_id
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        self._registry.end(self._call_id)

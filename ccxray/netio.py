@@ -13,6 +13,7 @@ import ssl
 import struct
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import h11
@@ -187,6 +188,11 @@ class UpstreamConn:
         self.bytes_in += len(data)
         self.proto.receive_data(data)
 
+    def has_buffered(self) -> bool:
+        """True when h11 holds received bytes (or EOF) not yet turned into events."""
+        data, closed = self.proto.trailing_data
+        return bool(data) or closed
+
     def next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
         """h11's next event, translating its RemoteProtocolError."""
         try:
@@ -222,16 +228,18 @@ def _looks_alive(sock: socket.socket) -> bool:
 class UpstreamPool:
     """Idle keep-alive upstream connections, a few per origin.
 
-    Thread-safe; a connection is owned by exactly one caller between
-    acquire() and release()/discard.
+    Thread-safe without a lock on the hot path (a deque per origin); a
+    connection is owned by exactly one caller between acquire() and
+    release()/discard.
     """
 
     def __init__(self, tunnel: ProxyTunnel | None, connect_timeout_s: float, read_timeout_s: float) -> None:
         self._tunnel = tunnel
         self._connect_timeout_s = connect_timeout_s
         self._read_timeout_s = read_timeout_s
-        self._idle: dict[Upstream, list[UpstreamConn]] = {}
-        self._lock = threading.Lock()
+        # per origin, most recently used last; deque appends and pops are thread-safe on their own
+        self._idle: dict[Upstream, deque[UpstreamConn]] = {}
+        self._lock = threading.Lock()  # only for the lazily built TLS context
         self._closed = False
         self._tls: ssl.SSLContext | None = None
         self._addresses = AddressCache()
@@ -250,17 +258,19 @@ class UpstreamPool:
         return sock
 
     def _take_idle(self, up: Upstream) -> UpstreamConn | None:
+        stack = self._idle.get(up)
         now = time.monotonic()
-        with self._lock:
-            stack = self._idle.get(up, [])
-            while stack:
-                conn = stack.pop()
-                idle = now - conn.idle_since
-                # a connection used a moment ago is taken on trust (a stale one is retried on a fresh
-                # socket, see http_relay); one idle for longer is checked for a close first
-                if idle < POOL_IDLE_S and (idle < TRUST_IDLE_S or _looks_alive(conn.sock)):
-                    return conn
-                conn.close()
+        while stack:
+            try:
+                conn = stack.pop()  # deque pops are atomic: no lock for the 32 threads to queue on
+            except IndexError:
+                return None  # another thread took the last one meanwhile
+            idle = now - conn.idle_since
+            # a connection used a moment ago is taken on trust (a stale one is retried on a fresh
+            # socket, see http_relay); one idle for longer is checked for a close first
+            if idle < POOL_IDLE_S and (idle < TRUST_IDLE_S or _looks_alive(conn.sock)):
+                return conn
+            conn.close()
         return None
 
     def acquire(self, up: Upstream, fresh: bool = False) -> UpstreamConn:
@@ -280,19 +290,35 @@ class UpstreamPool:
             conn.close()
             return
         conn.idle_since = time.monotonic()
-        with self._lock:
-            stack = self._idle.setdefault(conn.upstream, [])
-            if (self._closed or len(stack) >= MAX_IDLE_PER_ORIGIN
-                    or sum(map(len, self._idle.values())) >= MAX_IDLE_TOTAL):
-                conn.close()
-                return
+        stack = self._idle.get(conn.upstream)
+        if stack is None:
+            stack = self._idle.setdefault(conn.upstream, deque())
+        if self._fits(stack, 0):
             stack.append(conn)
+            if self._fits(stack, 1):  # checked again: threads racing past a bound take theirs back
+                return
+            try:
+                stack.remove(conn)
+            except ValueError:
+                return  # close() or a request took it meanwhile: not ours to close
+        conn.close()
+
+    def _fits(self, stack: deque[UpstreamConn], added: int) -> bool:
+        """Room in the pool (the per-origin and total caps; the fd reserve counts on the total)."""
+        if self._closed or len(stack) - added >= MAX_IDLE_PER_ORIGIN:
+            return False
+        return sum(len(s) for s in list(self._idle.values())) - added < MAX_IDLE_TOTAL
 
     def close(self) -> None:
         """Close every idle connection; later releases close instead of pooling."""
-        with self._lock:
-            self._closed = True
-            conns = [c for stack in self._idle.values() for c in stack]
-            self._idle.clear()
-        for conn in conns:
-            conn.close()
+        self._closed = True
+        self._close_idle()
+
+    def _close_idle(self) -> None:
+        for stack in list(self._idle.values()):
+            while stack:
+                try:
+                    conn = stack.pop()
+                except IndexError:
+                    break
+                conn.close()

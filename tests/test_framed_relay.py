@@ -131,6 +131,9 @@ def chunked(payload: bytes, sizes: list[int]) -> bytes:
     ([HEAD + b"\r\n", b"5\r\ndata:\r\n", b"0\r\n\r\nJUNK"], 2),  # bytes after the end: not reused
     ([HEAD + b"Connection: close\r\n\r\n5\r\ndata:\r\n0\r\n\r\n"], 2),
     ([HEAD.replace(b"1.1", b"1.0") + b"\r\n5\r\ndata:\r\n0\r\n\r\n"], 2),
+    # an interim answer stays between proxy and upstream, alone or with the final head in one read
+    ([b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", HEAD + b"\r\n5\r\ndata:\r\n0\r\n\r\n"], 1),
+    ([b"HTTP/1.1 103 Early Hints\r\n\r\n" + HEAD + b"\r\n5\r\ndata:\r\n0\r\n\r\n"], 1),
 ])
 def test_the_upstream_connection_is_reused_only_when_it_may_be(make_proxy: Any, answer: list[bytes],
                                                                connections: int) -> None:

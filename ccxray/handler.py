@@ -110,7 +110,7 @@ class ConnectionHandler:
     def _dispatch(self, req: h11.Request) -> bool:
         settings = self.app.settings
         check_version(req.http_version)
-        headers = decode_headers(list(req.headers.raw_items()))
+        headers = decode_headers(req.headers.raw_items())
         raw_target = req.target.decode("latin-1")
         problem = self._access_problem(headers, raw_target)
         if problem is not None:

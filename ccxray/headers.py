@@ -37,9 +37,13 @@ def connection_tokens(headers: Iterable[Header]) -> set[str]:
     return names
 
 
+_NEVER_FORWARDED = HOP_BY_HOP | {"host", AUTH_HEADER}
+
+
 def forwardable(headers: Sequence[Header], drop: Iterable[str] = ()) -> list[Header]:
     """Headers minus hop-by-hop, Host, ccxray's auth and ``drop`` (lower-case)."""
-    skip = HOP_BY_HOP | connection_tokens(headers) | {"host", AUTH_HEADER} | set(drop)
+    named = connection_tokens(headers)
+    skip = _NEVER_FORWARDED.union(named, drop) if named or drop else _NEVER_FORWARDED  # no set built per call
     return [(n, v) for n, v in headers if n.lower() not in skip]
 
 

@@ -176,7 +176,7 @@ class Exchange:
         call = self.call
         self.head = head
         call.status = head.status_code
-        call.resp_headers = decode_headers(list(head.headers.raw_items()))
+        call.resp_headers = decode_headers(head.headers.raw_items())
         call.first_byte_s = time.monotonic() - self.t0
         out = bytearray()
         try:

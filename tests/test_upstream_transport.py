@@ -132,3 +132,41 @@ def test_the_pool_holds_no_more_idle_sockets_than_the_fd_reserve_counts(fake):
         assert sum(conn.sock.fileno() != -1 for conn in conns) == MAX_IDLE_TOTAL < len(conns)
     finally:
         pool.close()
+
+
+def test_threads_releasing_at_once_keep_the_pool_within_its_caps():
+    # no lock guards the pool: releases racing past a cap must take theirs back and close it
+    import socket
+    import threading
+
+    from ccxray.config import Upstream
+    from ccxray.netio import MAX_IDLE_PER_ORIGIN, MAX_IDLE_TOTAL, UpstreamConn, UpstreamPool
+
+    origins = [Upstream("ANTHROPIC_BASE_URL", "http", "127.0.0.1", 9, f"/o{n}") for n in range(4)]
+    pool = UpstreamPool(None, 5.0, 5.0)
+    pairs = [socket.socketpair() for _ in range(160)]
+    conns = [UpstreamConn(origins[n % 4], a) for n, (a, _) in enumerate(pairs)]
+    start = threading.Barrier(8)
+
+    def release(mine: list[UpstreamConn]) -> None:
+        start.wait()
+        for conn in mine:
+            pool.release(conn)
+
+    threads = [threading.Thread(target=release, args=(conns[n::8],)) for n in range(8)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        pooled = [pool._take_idle(up) for up in origins for _ in range(MAX_IDLE_PER_ORIGIN + 1)]
+        held = [conn for conn in pooled if conn is not None]
+        open_ = [conn for conn in conns if conn.sock.fileno() != -1]
+        assert 0 < len(held) <= MAX_IDLE_TOTAL and set(map(id, open_)) == set(map(id, held))
+        assert all(sum(c.upstream == up for c in held) <= MAX_IDLE_PER_ORIGIN for up in origins)
+    finally:
+        pool.close()
+        for conn in conns:
+            conn.close()
+        for _, b in pairs:
+            b.close()

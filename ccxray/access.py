@@ -95,15 +95,24 @@ def browser_refusal(req_headers: Sequence[tuple[str, str]], origins: frozenset[s
     very Host the request was sent to (the page itself, under whatever name the
     Host guard let through). ``Origin: null`` (sandboxed frames, files) is foreign.
     """
-    origin_values = _values(req_headers, "origin")
-    origin = normalise_origin(origin_values[0]) if origin_values else None
-    host = next(iter(_values(req_headers, "host")), "").strip().lower()
-    same_host = {f"http://{host}", f"https://{host}"} if host else set()
-    if origin is not None and origin not in origins and origin not in same_host:
-        return (f"requests from origin {origin_values[0].strip()!r} are refused "
-                "(allow a trusted tool with CCXRAY_ALLOWED_ORIGINS)")
-    sites = {v.strip().lower() for v in _values(req_headers, "sec-fetch-site")}
-    if sites & FOREIGN_FETCH_SITES and origin is None:
+    origin_values: list[str] = []
+    sites: set[str] = set()
+    hosts: list[str] = []
+    for name, value in req_headers:  # one pass: this runs on every request
+        low = name.lower()
+        if low == "origin":
+            origin_values.append(value)
+        elif low == "sec-fetch-site":
+            sites.add(value.strip().lower())
+        elif low == "host":
+            hosts.append(value)
+    if origin_values:
+        origin = normalise_origin(origin_values[0])
+        host = hosts[0].strip().lower() if hosts else ""
+        if origin not in origins and not (host and origin in (f"http://{host}", f"https://{host}")):
+            return (f"requests from origin {origin_values[0].strip()!r} are refused "
+                    "(allow a trusted tool with CCXRAY_ALLOWED_ORIGINS)")
+    elif sites & FOREIGN_FETCH_SITES:
         return "requests a browser marks as coming from another site are refused (Sec-Fetch-Site)"
     return None
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 Listener = Callable[[str, dict[str, Any]], None]
 _MODEL = re.compile(rb'"model"\s*:\s*"([^"\\]{1,100})"')
@@ -20,9 +19,9 @@ MODEL_SCAN_BYTES = 4096  # clients put "model" near the top; never parse a whole
 SESSION_HEADERS = ("x-claude-code-session-id", "session-id", "session_id", "x-openai-session-id")
 
 
-@dataclass(frozen=True)
-class InFlight:
-    """One call the proxy is relaying now."""
+class InFlight(NamedTuple):
+    """One call the proxy is relaying now (a tuple: built on every relayed call, a
+    frozen dataclass costs a guarded setattr per field)."""
 
     id: str
     receivedAt: int  # epoch ms, as on index lines
@@ -54,7 +53,7 @@ class InFlightRegistry:
             self._calls[call.id] = call
             listeners = list(self._listeners)
         if listeners:  # no page open (the usual case): no dict built per call
-            fact = asdict(call)
+            fact = call._asdict()
             for fn in listeners:
                 fn("start", fact)
 
@@ -78,7 +77,7 @@ class InFlightRegistry:
 
     def list(self) -> list[dict[str, Any]]:
         with self._lock:
-            return [asdict(c) for c in sorted(self._calls.values(), key=lambda c: c.receivedAt)]
+            return [c._asdict() for c in sorted(self._calls.values(), key=lambda c: c.receivedAt)]
 
     def add_listener(self, fn: Listener) -> None:
         with self._lock:

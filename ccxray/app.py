@@ -90,6 +90,7 @@ class App:
         self.line_index = LineIndex(settings.logs_dir / "index.ndjson")  # the page's per-session lines
         self.restore_stats: RestoreStats | None = None
         recorder.add_listener(self.sessions.add)
+        recorder.follow_turns(self.inflight.start, self.inflight.end)
 
     def schedule_log_upkeep(self) -> None:
         """Queue pruning (if LOG_RETENTION_DAYS) and the restore on the recorder's thread.

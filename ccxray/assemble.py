@@ -14,6 +14,7 @@ from typing import Any
 
 from . import headers as hdr
 from .decode import decode_body
+from .inflight import InFlight
 from .pricing import PriceTable
 from .reqdelta import Chains
 from .record import INDEX_FIELDS, HttpCall, WsClosed, WsFrame, WsOpened, WsRun, index_line, iso_ms
@@ -40,6 +41,8 @@ class Writes:
     sidecars: list[tuple[str, str, object]] = field(default_factory=list)
     shared: list[tuple[str, object]] = field(default_factory=list)
     raw: list[tuple[str, bytes]] = field(default_factory=list)  # (file name in logs/, bytes)
+    started: list[InFlight] = field(default_factory=list)  # WebSocket turns now under way
+    ended: list[str] = field(default_factory=list)  # ids of turns whose line is among ``lines``
 
 
 @dataclass
@@ -105,6 +108,8 @@ def _merge(first: Writes | None, second: Writes | None) -> Writes | None:
     first.sidecars += second.sidecars
     first.shared += second.shared
     first.raw += second.raw
+    first.started += second.started
+    first.ended += second.ended
     return first
 
 
@@ -424,6 +429,9 @@ class Assembler:
         offset = self._log(state, create_line(turn_id, rel_ms, size, stored))
         state.starts[state.creates] = _TurnStart(identity_fields(ident), digest, offset)
         state.creates += 1
+        opened = state.opened
+        writes.started.append(InFlight(turn_id, int(ts * 1000), "WS", opened.url, _provider(opened.provider),
+                                       "websocket", ident.session_id, facts.model, opened.id, facts.title))
         return writes
 
     def _turn_writes(self, state: _WsState, turns: list[Turn]) -> Writes:
@@ -431,6 +439,7 @@ class Assembler:
         for turn in turns:
             state.turns += 1
             writes.lines.append(self._turn_line(state, turn, state.starts.pop(turn.index)))
+            writes.ended.append(writes.lines[-1]["id"])
         return writes
 
     def _turn_line(self, state: _WsState, turn: Turn, start: _TurnStart) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Calls in flight: requests that arrived and have not finished, for the live page.
 
 The relays announce ``start`` when a request arrives and ``end`` when it is
-over (``track`` does both); listeners (the dashboard's event feeds) hear
-both. Thread-safe: relay threads write, handler threads read. A listener
+over (``track`` does both); the recorder does the same for each WebSocket
+turn (from its ``response.create`` to its line). Listeners (the dashboard's
+event feeds) hear both. Thread-safe: relay threads write, handler threads read. A listener
 must not block: it runs on the relay's thread.
 """
 
@@ -31,6 +32,8 @@ class InFlight(NamedTuple):
     transport: str
     sessionId: str | None = None
     model: str | None = None
+    connectionId: str | None = None  # a WebSocket turn under way: the connection it is on
+    title: str | None = None  # and what it asks (its request's title)
 
 
 def sniff(headers: Sequence[tuple[str, str]], body: bytes) -> tuple[str | None, str | None]:

@@ -42,6 +42,7 @@ import time
 from typing import Any, Callable, Union
 
 from .assemble import Assembler, Writes
+from .inflight import InFlight
 from .offsets import IndexOffsets
 from .record import HttpCall, IdFactory, WsClosed, WsFrame, WsOpened, WsRun
 from .restore import RestoreStats, prune, restore
@@ -90,6 +91,8 @@ class Recorder:
         self._failures_reported = 0
         self._unwritten: list[tuple[dict[str, Any], bytes]] = []  # lines whose write failed, tried again first
         self._periodic: list[list[Any]] = []
+        self._turn_start: Callable[[InFlight], None] = lambda call: None
+        self._turn_end: Callable[[str], None] = lambda turn_id: None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="ccxray-recorder")
@@ -130,6 +133,11 @@ class Recorder:
     def every(self, interval_s: float, task: Callable[[], None]) -> None:
         """Run ``task`` on the writer thread about every ``interval_s`` seconds."""
         self._periodic.append([interval_s, time.monotonic() + interval_s, task])
+
+    def follow_turns(self, start: Callable[[InFlight], None], end: Callable[[str], None]) -> None:
+        """Have ``start`` hear of each WebSocket turn once its ``response.create`` is
+        recorded, and ``end`` of it once its line is (the page's turn under way)."""
+        self._turn_start, self._turn_end = start, end
 
     def add_listener(self, fn: Listener) -> None:
         with self._listeners_lock:
@@ -260,8 +268,14 @@ class Recorder:
                 self._calls_out += calls
                 with self._drained:
                     self._drained.notify_all()
+        for writes in chunk:  # before the lines: a turn that ended in this chunk has its line after its start
+            for call in writes.started:
+                self._turn_start(call)
         for line in written:
             self._publish(line)
+        for writes in chunk:  # written or not: a turn over is no longer under way
+            for turn_id in writes.ended:
+                self._turn_end(turn_id)
 
     def _write_frames(self) -> None:
         """Append each WebSocket connection's new frame-log lines (one write per connection)."""

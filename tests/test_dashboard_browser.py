@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from websockets.sync.client import connect
 
 from ccxray.config import load_settings
 from ccxray.server import ProxyServer
@@ -310,6 +311,30 @@ def test_pending_call_shows_before_its_response_ends_then_becomes_a_card(page: A
     page.locator("#turn-list .card:not(.pending)").wait_for()
     assert page.locator("#turn-list .card.pending").count() == 0
     assert "slow one" in page.locator("#turn-list .card").inner_text()
+
+
+def test_codex_turn_under_way_shows_in_its_connection_then_becomes_a_card(page: Any, recorded: Recorded,
+                                                                         shots: Path) -> None:
+    """Why a Codex session stalls: the turn sent and not answered shows, with its clock,
+    inside its connection, until its line comes (here: partial, the connection closed)."""
+    session = "ws-pending-session-0001"
+    open_page(page, recorded.url + f"#/s/{session}")
+    page.locator("#live.live").wait_for()
+    headers = {"originator": "codex_exec", "session-id": session, "x-fake-mode": "echo"}
+    create = {"type": "response.create", "model": "gpt-5-codex", "input": [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "a slow turn"}]}]}
+    with connect(f"ws://127.0.0.1:{recorded.server.port}/v1/responses", additional_headers=headers) as ws:
+        ws.send(json.dumps(create))
+        assert json.loads(ws.recv(timeout=10))["type"] == "response.create"  # echoed: no answer, the turn stays open
+        card = page.locator("#turn-list .group .card.pending")
+        card.wait_for()
+        assert "in flight" in card.inner_text() and "gpt-5-codex" in card.inner_text()
+        assert card.locator(".title").inner_text() == "a slow turn"  # set as text, like every recorded string
+        assert "open" in page.locator("#turn-list .group .group-head").inner_text()
+        snap(page, shots / "turn-under-way.png")
+    page.locator("#turn-list .group .card:not(.pending)").wait_for()
+    assert page.locator("#turn-list .card.pending").count() == 0
+    assert "a slow turn" in page.locator("#turn-list .group .card").inner_text()
 
 
 def test_laptop_width_collapses_to_two_columns(browser: Any, recorded: Recorded, shots: Path) -> None:

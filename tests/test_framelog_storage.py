@@ -206,6 +206,35 @@ def _age(logs: Path, when: float) -> None:
             os.utime(path, (when, when))
 
 
+def test_a_turn_is_under_way_from_its_create_until_its_line(tmp_path: Path) -> None:
+    events: list[tuple[str, str]] = []
+    recorder = Recorder(Store(tmp_path / "logs"), Assembler(PriceTable.load()))
+    recorder.follow_turns(lambda call: events.append(("start", call.id)), lambda turn_id: events.append(("end", turn_id)))
+    recorder.add_listener(lambda line: events.append(("line", line["id"])))
+    items = _session("c1", time.time(), _creates(2), close=False)
+    for item in items[:2]:  # opened, the first create
+        recorder.handle_now(item)
+    assert events == [("start", "c1-t0")]
+    for item in items[2:] + [WsClosed("c1", 101, [], b"", CloseInfo("client", 1000), {}, {}, 9.0)]:
+        recorder.handle_now(item)
+    assert events == [("start", "c1-t0"), ("line", "c1-t0"), ("end", "c1-t0"),
+                      ("start", "c1-t1"), ("line", "c1-t1"), ("end", "c1-t1"), ("line", "c1")]
+    recorder.store.close()
+
+
+def test_a_turn_the_connection_cut_short_is_no_longer_under_way(tmp_path: Path) -> None:
+    events: list[tuple[str, str]] = []
+    recorder = Recorder(Store(tmp_path / "logs"), Assembler(PriceTable.load()))
+    recorder.follow_turns(lambda call: events.append(("start", call.connectionId or "")),
+                          lambda turn_id: events.append(("end", turn_id)))
+    for item in _session("c2", time.time(), _creates(1), close=False)[:2]:
+        recorder.handle_now(item)
+    recorder.handle_now(WsClosed("c2", 101, [], b"", CloseInfo("client", 1006), {}, {}, 9.0))
+    assert events == [("start", "c2"), ("end", "c2-t0")]
+    assert [l["status"] for l in read_index(tmp_path / "logs" / "index.ndjson") if l["id"] == "c2-t0"] == [None]
+    recorder.store.close()
+
+
 def _keep_only(logs: Path, keep: set[str]) -> None:
     lines = [l for l in read_index(logs / "index.ndjson") if l["id"] in keep]
     (logs / "index.ndjson").write_text("".join(json.dumps(l) + "\n" for l in lines))

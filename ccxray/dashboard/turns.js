@@ -85,13 +85,14 @@ export function pendingCard(call, now = Date.now()) {
       el("span", {class: "model", text: call.model || call.url}),
       badge(call.ended ? "finishing" : "in flight", "live"),
       call.transport === "websocket" ? badge("ws", "dim") : null),
+    call.title ? el("div", {class: "title", text: call.title}) : null,
     el("div", {class: "row-meta"},
       el("span", {class: "muted", text: call.method + " " + call.url}),
       el("span", {class: "clock", text: fmt.ms(now - call.receivedAt)})));
 }
 
 function connectionGroup(conn, turns, ctx) {
-  const live = ctx.pendingIds.has(conn.id);
+  const live = ctx.pendingIds.has(conn.id) || conn.pending.length > 0;
   const head = el("div", {class: "group-head"},
     badge("WebSocket", "dim"),
     el("span", {text: fmt.plural(turns.filter((t) => t.requestKind !== "prewarm").length, "turn")}),
@@ -100,6 +101,7 @@ function connectionGroup(conn, turns, ctx) {
     el("button", {class: "link", type: "button", text: "frames", title: "open this connection and its frames",
                   onclick: (event) => { event.stopPropagation(); ctx.onOpen(conn.id); }}));
   const inner = el("ul", {class: "group-turns"});
+  for (const p of conn.pending) inner.append(pendingCard(p));  // a turn under way: its clock shows how long
   for (const t of turns.slice().reverse()) inner.append(turnCard(t, {number: ctx.numbers.get(t.id), selected: t.id === ctx.selected, onOpen: ctx.onOpen}));
   return el("li", {class: "group" + (conn.id === ctx.selected ? " selected" : ""), dataset: {id: conn.id}}, head, inner);
 }
@@ -111,14 +113,18 @@ export function renderTurns(list, lines, pending, {selected, query, onOpen, more
   const shown = isEmpty(query) ? lines : lines.filter((l) => lineMatches(l, query, bodyHits.has(l.id)));
   const groups = new Map();
   const items = [];
+  const group = (connId) => {
+    if (!groups.has(connId)) { const g = {id: connId, turns: [], line: null, pending: []}; groups.set(connId, g); items.push({group: g}); }
+    return groups.get(connId);
+  };
+  for (const p of pending) if (p.connectionId) group(p.connectionId).pending.push(p);  // newest connections first
   for (const line of shown.slice().reverse()) {
     const connId = line.kind === "connection" ? line.id : line.connectionId;
     if (!connId) { items.push({line}); continue; }
-    if (!groups.has(connId)) { const g = {id: connId, turns: [], line: null}; groups.set(connId, g); items.push({group: g}); }
-    if (line.kind === "connection") groups.get(connId).line = line; else groups.get(connId).turns.unshift(line);
+    if (line.kind === "connection") group(connId).line = line; else group(connId).turns.unshift(line);
   }
   const ctx = {numbers, pendingIds, selected, onOpen};
-  const nodes = pending.filter((p) => !groups.has(p.id)).map((p) => pendingCard(p));
+  const nodes = pending.filter((p) => !p.connectionId && !groups.has(p.id)).map((p) => pendingCard(p));
   for (const item of items) {
     nodes.push(item.line ? turnCard(item.line, {number: numbers.get(item.line.id), selected: item.line.id === selected, onOpen})
                          : connectionGroup(item.group, item.group.turns, ctx));

@@ -3,8 +3,8 @@
 The relays announce ``start`` when a request arrives and ``end`` when it is
 over (``track`` does both); the recorder does the same for each WebSocket
 turn (from its ``response.create`` to its line). Listeners (the dashboard's
-event feeds) hear both. Thread-safe: relay threads write, handler threads read. A listener
-must not block: it runs on the relay's thread.
+event feeds) hear both. Thread-safe: relay and recorder threads write,
+handler threads read. A listener must not block: it runs on the caller's thread.
 """
 
 from __future__ import annotations

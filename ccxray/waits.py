@@ -64,19 +64,30 @@ def wait_readable(sock: socket.socket, timeout_s: float) -> bool:
 
 class ReadWatch:
     """Readiness of one socket, registered once: a pump asks it before every
-    recv, so the registration is not rebuilt per wait (one ``poll`` syscall)."""
+    recv, so the registration is not rebuilt per wait (one ``poll`` syscall).
+    What a wait needs is looked up once too: it runs once per frame batch."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self._poller = select.poll() if hasattr(select, "poll") else None
-        if self._poller is not None:
-            self._poller.register(sock.fileno(), _POLL_MASK)
+        self._tls = isinstance(sock, ssl.SSLSocket)
+        self._poll: Callable[[int | None], list[tuple[int, int]]] | None = None
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(sock.fileno(), _POLL_MASK)
+            self._poll = poller.poll
+
+    @property
+    def plain_poll(self) -> Callable[[int | None], list[tuple[int, int]]] | None:
+        """``poll(ms)`` on this socket alone, for a caller that waits once per
+        recv, when nothing else can hold its bytes (not TLS); else None."""
+        return None if self._tls else self._poll
 
     def wait(self, timeout_s: float) -> bool:
         """True if a recv would not block within ``timeout_s`` (bytes, EOF or an error)."""
-        if self._poller is None or _has_pending(self.sock):
+        poll = self._poll
+        if poll is None or (self._tls and _has_pending(self.sock)):
             return wait_readable(self.sock, timeout_s)
-        return bool(self._poller.poll(_poll_ms(max(timeout_s, 0.0))))
+        return bool(poll(_poll_ms(max(timeout_s, 0.0))))
 
 
 def readable_now(sock: socket.socket) -> bool:

@@ -7,6 +7,10 @@ Invariants:
   of ``sendall``, so bytes reach the wire in the order they were queued, and
   a socket that stops reading blocks only the pump that writes to it (which
   then stops reading its own source: backpressure, no unbounded buffer).
+  Lock order: a send lock, then ``lock``; no thread holds both send locks.
+- Bytes wait in ``pending`` only once the bridge is closing (its close
+  frames come from any thread); until then a pump's bytes go one way only,
+  so it sends them under the send lock it took before feeding the bridge.
 - Peer first, recorder second: messages are recorded after their sendall,
   one hand-off per recv.
 - Idle: no bytes from either side for the idle timeout closes both with 1011;
@@ -16,6 +20,7 @@ Invariants:
 from __future__ import annotations
 
 import logging
+import math
 import socket
 import threading
 import time
@@ -28,6 +33,7 @@ from .waits import ReadWatch
 from .wsbridge import CLIENT, OTHER, SIDES, UPSTREAM, Output, Run, Side, WsBridge
 
 log = logging.getLogger("ccxray.ws")
+_monotonic, _time = time.monotonic, time.time  # once per recv: no module lookups
 CLOSE_TIMEOUT_S = 5.0
 FINAL_FLUSH_S = 1.0
 LOG_DIRECTION = {CLIENT: "c2u", UPSTREAM: "u2c"}  # the sidecars' spelling of who sent a frame
@@ -57,19 +63,49 @@ class Pair:
         self.close_deadline: float | None = None
         self.terminated = threading.Event()
         self.idle_s = idle_s
+        self._routes = {side: (OTHER[side], self.socks[OTHER[side]], self.send_locks[OTHER[side]], LOG_DIRECTION[side])
+                        for side in SIDES}  # what a recv from ``side`` needs: looked up once
 
     # -- the hot path: one recv ------------------------------------------
 
     def feed(self, side: Side, data: bytes | None) -> bool:
         """Bytes ``side`` sent (None at EOF): pass on, hang up and record what came
-        of them; returns whether bytes from ``side`` still matter."""
-        with self.lock:
-            self.last_activity = time.monotonic()
-            out = self.bridge.feed(side, data)
-            received = time.time() if out.runs else 0.0  # stamped when the proxy got them, not when sent
-            finished = self._queue(out)
-            reading = self.bridge.wants_read(side)
-        self._deliver(out, finished, received)
+        of them; returns whether bytes from ``side`` still matter.
+
+        Once per recv, so two locks and no queue in the common case: the send
+        lock of the side the bytes go to is taken first and held to the end
+        of their sendall (``with`` costs twice a bare acquire/release here).
+        """
+        to, to_sock, send_lock, direction = self._routes[side]
+        lock, bridge = self.lock, self.bridge
+        send_lock.acquire()
+        try:
+            lock.acquire()
+            try:
+                self.last_activity = _monotonic()
+                out = bridge.feed(side, data)
+                received = _time() if out.runs else 0.0  # stamped when the proxy got them, not when sent
+                closing = bridge.close is not None
+                if not closing:  # bytes went one way only, and none wait
+                    forward, finished, reading = out.to[to], False, True
+                else:
+                    finished = self._queue(out)
+                    forward = self._take(to)
+                    reading = bridge.wants_read(side)
+            finally:
+                lock.release()
+            if forward:
+                try:
+                    to_sock.sendall(forward)
+                except OSError:
+                    shutdown_quietly(to_sock)  # its pump sees EOF and reports the drop
+        finally:
+            send_lock.release()
+        if closing:
+            self._deliver(out, finished, received)
+        elif out.runs:
+            (_, seq, found), = out.runs  # one bridge feed, one sender
+            self.submit([WsRun(self.conn_id, direction, received, seq, found)])
         return reading
 
     def _queue(self, out: Output) -> bool:
@@ -83,6 +119,18 @@ class Pair:
                 return False
             self.close_deadline = time.monotonic() + CLOSE_TIMEOUT_S
         return self.bridge.is_finished
+
+    def _take(self, side: Side) -> bytes:
+        """The bytes queued for ``side``, in order (under ``lock``, with its send lock held)."""
+        chunks, self.pending[side] = self.pending[side], []
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _send(self, side: Side, data: bytes) -> None:
+        """sendall (its send lock held)."""
+        try:
+            self.socks[side].sendall(data)
+        except OSError:
+            shutdown_quietly(self.socks[side])  # its pump sees EOF and reports the drop
 
     def _deliver(self, out: Output, finished: bool, received: float) -> None:
         """Send what was queued, then hang up and record (outside ``lock``)."""
@@ -100,13 +148,9 @@ class Pair:
     def _flush(self, side: Side) -> None:
         with self.send_locks[side]:
             with self.lock:
-                chunks, self.pending[side] = self.pending[side], []
-            if not chunks:
-                return  # another thread sent them already
-            try:
-                self.socks[side].sendall(chunks[0] if len(chunks) == 1 else b"".join(chunks))
-            except OSError:
-                shutdown_quietly(self.socks[side])  # its pump sees EOF and reports the drop
+                data = self._take(side)
+            if data:  # else another thread sent them already
+                self._send(side, data)
 
     def _frames(self, runs: list[Run], received: float) -> list[WsRun]:
         conn_id = self.conn_id
@@ -147,9 +191,9 @@ class Pair:
             return
         try:
             with self.lock:
-                chunks, self.pending[side] = self.pending[side], []
-            if chunks:
-                self.socks[side].send(b"".join(chunks), socket.MSG_DONTWAIT)
+                data = self._take(side)
+            if data:
+                self.socks[side].send(data, socket.MSG_DONTWAIT)
         except OSError:
             pass  # the peer is gone or not reading: nothing more to deliver
         finally:
@@ -184,17 +228,17 @@ class Pair:
 
     def pump(self, side: Side) -> None:
         """Read ``side`` until it is done or the pair is over; then see the close through."""
-        reader = Reader(self.socks[side])
+        read, feed, terminated = Reader(self.socks[side]).read, self.feed, self.terminated
         with self.lock:
             reading = self.bridge.wants_read(side)
-        while reading and not self.terminated.is_set():
-            data = reader.read(self.idle_s if self.close_deadline is None else self.time_left())
+        while reading:
+            data = read(self.idle_s if self.close_deadline is None else self.time_left())
+            if terminated.is_set():
+                return  # (terminate() shut the socket down: its EOF is not the peer's)
             if data is None:
                 self._on_timeout()
                 continue
-            if self.terminated.is_set():
-                return
-            reading = self.feed(side, data or None)
+            reading = feed(side, data or None)
         self._await_end()
 
     def _await_end(self) -> None:
@@ -213,13 +257,20 @@ class Reader:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.watch = ReadWatch(sock)
+        self._watch = ReadWatch(sock)
+        self._poll = self._watch.plain_poll  # None: the watch has to look first (TLS, no poll)
+        self._recv = sock.recv
 
     def read(self, timeout_s: float) -> bytes | None:
         """Bytes (b"" at EOF or a failure), or None if ``timeout_s`` passed first."""
         try:
-            if not self.watch.wait(timeout_s):
+            poll = self._poll
+            if poll is not None:
+                ms = math.ceil(timeout_s * 1000)  # rounded up: never a busy loop of 0 ms waits
+                if not poll(ms if ms > 0 else 0):
+                    return None
+            elif not self._watch.wait(timeout_s):
                 return None
-            return self.sock.recv(RECV_BYTES)
+            return self._recv(RECV_BYTES)
         except (OSError, ValueError):
             return b""  # reset, shut down or closed: the bridge sees EOF

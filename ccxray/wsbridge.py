@@ -49,7 +49,8 @@ CLIENT, UPSTREAM = Side.CLIENT, Side.UPSTREAM
 SIDES = (CLIENT, UPSTREAM)
 OTHER = {CLIENT: UPSTREAM, UPSTREAM: CLIENT}
 
-Run = tuple[Side, int, list[Found]]  # (sender, seq of its first message, the messages in order)
+Run = tuple[Side, int, list[Found]]
+_NOBODY: frozenset[Side] = frozenset()  # (sender, seq of its first message, the messages in order)
 
 
 class Output:
@@ -62,10 +63,10 @@ class Output:
 
     __slots__ = ("to", "runs", "hangup")
 
-    def __init__(self) -> None:
-        self.to: dict[Side, bytes] = {CLIENT: b"", UPSTREAM: b""}
-        self.runs: list[Run] = []
-        self.hangup: set[Side] = set()
+    def __init__(self, to: dict[Side, bytes] | None = None, runs: list[Run] | None = None) -> None:
+        self.to: dict[Side, bytes] = {CLIENT: b"", UPSTREAM: b""} if to is None else to
+        self.runs: list[Run] = [] if runs is None else runs
+        self.hangup: frozenset[Side] = _NOBODY
 
 
 class _Leg:
@@ -138,9 +139,26 @@ class WsBridge:
         return out
 
     def feed(self, side: Side, data: bytes | None) -> Output:
-        """Bytes received from ``side`` (None at EOF) -> what to send where."""
-        out = Output()
-        self._feed_into(self._legs[side], data, out)
+        """Bytes received from ``side`` (None at EOF) -> what to send where.
+
+        Once per recv: the common case (frames that pass on, no closing)
+        builds its Output in one go; everything else goes through ``_feed_into``.
+        """
+        leg = self._legs[side]
+        if data is None or self.close is not None:  # (no close, drop or violation yet: both legs are open)
+            out = Output()
+            self._feed_into(leg, data, out)
+            return out
+        found: list[Found] = []
+        scanner = leg.scanner
+        forward = scanner.feed(data, found)
+        out = Output({side: b"", leg.other.side: forward}, [(side, self._seq + 1, found)] if found else None)
+        self._seq += len(found)
+        if scanner.done:
+            if scanner.violation is not None:
+                self._on_violation(leg, scanner.violation, out)
+            elif scanner.close is not None:
+                self._on_close(leg, scanner.close, out)
         return out
 
     def _feed_into(self, leg: _Leg, data: bytes | None, out: Output) -> None:
@@ -195,7 +213,7 @@ class WsBridge:
             return
         leg.sent_close = True
         if leg.other.scanner.mid_frame:
-            out.hangup.add(leg.side)  # a close frame cannot go inside the frame it is in the middle of
+            out.hangup |= {leg.side}  # a close frame cannot go inside the frame it is in the middle of
             return
         mask = os.urandom(4) if leg.side is UPSTREAM else None
         out.to[leg.side] += close_frame(code, reason or "", mask)

@@ -39,6 +39,7 @@ CONTROL_OPS = (OP_CLOSE, OP_PING, OP_PONG)
 HOLD_BYTES = 1 << 20  # an incomplete frame is held up to this, then streamed on as it comes
 BAD_DATA = 1007
 _WHOLE_TEXT, _WHOLE_BINARY = 0x80 | OP_TEXT, 0x80 | OP_BINARY  # first byte: FIN, no RSV bits
+_HEAD = struct.Struct("!BBH").unpack_from  # first byte, second byte, the 2-byte length if there is one
 
 Buffer = bytes | bytearray
 Found = tuple[str | None, int, bool]  # a finished data message: (text or None for binary, size, truncated)
@@ -242,45 +243,70 @@ class FrameScanner:
 
         Returns where it stopped: at the first frame that is incomplete,
         fragmented, a control frame, longer than 65535 bytes or the limits,
-        or wrong in any way; the general path judges that one.
+        or wrong in any way (or too short to read four header bytes); the
+        general path judges that one.
+
+        It runs once per message: one loop per direction, one struct call per
+        header and no bounds test the struct call or the slice makes anyway.
         """
-        end = len(buf)
-        masked = self.masked
-        mask_bit = 0x80 if masked else 0
-        limit = self._whole_limit
-        append = found.append
-        count = total = 0
-        while end - pos >= 2:
-            b0, b1 = buf[pos], buf[pos + 1]
-            if (b0 != _WHOLE_TEXT and b0 != _WHOLE_BINARY) or b1 & 0x80 != mask_bit:
-                break
-            length = b1 & 0x7F
-            if length < 126:
-                start = pos + 2
-            elif length == 126 and end - pos >= 4:
-                length = buf[pos + 2] << 8 | buf[pos + 3]
+        if self.masked:
+            return self._whole_masked(buf, pos, found)
+        end, limit, append, before, total = len(buf), self._whole_limit, found.append, len(found), 0
+        text, binary, head = _WHOLE_TEXT, _WHOLE_BINARY, _HEAD
+        try:
+            while pos < end:
+                b0, length, ext = head(buf, pos)
                 if length < 126:
-                    break  # non-minimal length: a violation
-                start = pos + 4
-            else:
-                break
-            if masked:
-                start += 4
-            stop = start + length
-            if stop > end or length > limit:
-                break
-            if b0 == _WHOLE_TEXT:
-                payload = unmask(buf[start:stop], buf[start - 4:start]) if masked else buf[start:stop]
-                try:
-                    append((payload.decode("utf-8"), length, False))
-                except UnicodeDecodeError:
-                    break  # a violation
-            else:
-                append((None, length, False))  # binary: neither unmasked nor copied
-            count += 1
-            total += length
-            pos = stop
-        self.messages += count
+                    start = pos + 2
+                elif length == 126 and ext >= 126:  # (below 126: a non-minimal length, a violation)
+                    start, length = pos + 4, ext
+                else:
+                    break  # masked, or an 8-byte length
+                stop = start + length
+                if stop > end or length > limit:
+                    break
+                if b0 == text:
+                    append((buf[start:stop].decode(), length, False))
+                elif b0 == binary:
+                    append((None, length, False))  # neither decoded nor copied
+                else:
+                    break
+                total += length
+                pos = stop
+        except (struct.error, UnicodeDecodeError):
+            pass  # fewer than 4 bytes left, or a violation
+        self.messages += len(found) - before
+        self.payload_bytes += total
+        return pos
+
+    def _whole_masked(self, buf: Buffer, pos: int, found: list[Found]) -> int:
+        """``_whole_frames`` for a client's frames: each masked, each text unmasked to decode it."""
+        end, limit, append, before, total = len(buf), self._whole_limit, found.append, len(found), 0
+        text, binary, head = _WHOLE_TEXT, _WHOLE_BINARY, _HEAD
+        try:
+            while pos < end:
+                b0, length, ext = head(buf, pos)
+                length -= 0x80  # the mask bit
+                if 0 <= length < 126:
+                    start = pos + 6
+                elif length == 126 and ext >= 126:  # (below 126: a non-minimal length, a violation)
+                    start, length = pos + 8, ext
+                else:
+                    break  # unmasked, or an 8-byte length
+                stop = start + length
+                if stop > end or length > limit:
+                    break
+                if b0 == text:
+                    append((unmask(buf[start:stop], buf[start - 4:start]).decode(), length, False))
+                elif b0 == binary:
+                    append((None, length, False))  # neither unmasked nor copied
+                else:
+                    break
+                total += length
+                pos = stop
+        except (struct.error, UnicodeDecodeError):
+            pass  # fewer than 4 bytes left, or a violation
+        self.messages += len(found) - before
         self.payload_bytes += total
         return pos
 

@@ -353,10 +353,10 @@ def test_many_concurrent_sessions(fake, proxy):
 def test_a_relay_bug_still_ends_in_one_recorded_line(fake, proxy, monkeypatch, caplog):
     from ccxray.wsbridge import WsBridge
 
-    def broken(self, side, data, out):
+    def broken(self, side, data):
         raise RuntimeError("simulated bridge bug")
 
-    monkeypatch.setattr(WsBridge, "_feed_into", broken)
+    monkeypatch.setattr(WsBridge, "feed", broken)
     with connect(ws_url(proxy), additional_headers={"x-fake-mode": "echo"}) as ws:
         ws.send("trigger")
         with pytest.raises(ConnectionClosed):

@@ -13,7 +13,7 @@ from wsproto.connection import Connection, ConnectionType
 from wsproto.events import CloseConnection
 
 from ccxray import ws_pair
-from ccxray.netio import make_blocking
+from ccxray.netio import RECV_BYTES, make_blocking
 from ccxray.record import WsRun
 from ccxray.ws_pair import Pair, Reader
 from ccxray.wsbridge import Side, WsBridge
@@ -191,3 +191,29 @@ def test_a_frame_too_large_to_hold_streams_through_and_a_close_mid_frame_hangs_t
     events = r.read(r.upstream, ConnectionType.SERVER)
     assert isinstance(events[-1], CloseConnection) and events[-1].code == 1001
     assert r.ended()
+
+
+def test_reader_takes_a_burst_larger_than_its_buffer_whole_and_in_order_then_waits_again():
+    """After a recv that filled the buffer the next read skips the wait; the
+    bytes still come whole and in order, and once they are all taken the
+    reader waits (and times out) as usual."""
+    near, far = socket.socketpair()
+    try:
+        make_blocking(near, 5.0)
+        reader = Reader(near)
+        burst = bytes(range(256)) * (3 * RECV_BYTES // 256) + b"tail"
+        sender = threading.Thread(target=far.sendall, args=(burst,))
+        sender.start()
+        got = b""
+        while len(got) < len(burst):
+            data = reader.read(BOUND_S)
+            assert data
+            got += data
+        sender.join(BOUND_S)
+        assert got == burst
+        assert reader.read(0.02) is None  # nothing more: the readiness wait timed out
+        far.close()
+        assert reader.read(BOUND_S) == b""
+    finally:
+        near.close()
+        far.close()

@@ -8,20 +8,15 @@ import sys
 import time
 from typing import IO, Any, Callable, Sequence
 
+from .cliargs import SubParser, exit_status
 from .config import Settings
 from .hub import find, start_background, status, stop
 from .hubfiles import HubPaths, locked
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"ccxray {self.prog}: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def _json_parser(prog: str, description: str) -> Callable[[], argparse.ArgumentParser]:
     def make() -> argparse.ArgumentParser:
-        p = _Parser(prog=prog, description=description)
+        p = SubParser(prog=prog, description=description)
         p.add_argument("--json", action="store_true", help="print one JSON object")
         return p
     return make
@@ -71,11 +66,10 @@ def _start(settings: Settings) -> dict[str, Any]:
 
 def run_hub_command(name: str, args: Sequence[str], settings: Callable[[], Settings], out: IO[str]) -> int:
     """Run status/start/stop; exit status 2 on bad flags, 1 from ``status`` when nothing runs."""
-    try:
-        ns = PARSERS[name]().parse_args(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    current = settings()
+    return exit_status(lambda: _run(name, PARSERS[name]().parse_args(list(args)), settings(), out))
+
+
+def _run(name: str, ns: argparse.Namespace, current: Settings, out: IO[str]) -> int:
     paths = HubPaths(current.home)
     if name == "status":
         report = status(paths, current.auth_token)

@@ -17,6 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator, Sequence
 
+from .cliargs import SubParser, exit_status
 from .config import Settings
 from .logview import HEADER, human_line, session_matches
 from .store import INDEX_NAME, iter_index, read_index
@@ -27,12 +28,6 @@ FOLLOW_POLL_S = 0.25
 READ_CHUNK = 1024 * 1024
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"ccxray {self.prog}: {message}", file=sys.stderr)
-        raise SystemExit(2)
 
 
 def parse_duration(text: str) -> float:
@@ -76,7 +71,7 @@ class Follower:
 
 
 def tail_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="tail", description="Follow the ccxray log, one line per call.")
+    p = SubParser(prog="tail", description="Follow the ccxray log, one line per call.")
     p.add_argument("--json", action="store_true", help="print the raw NDJSON lines")
     p.add_argument("--session", help="only this session id (or its last 8+ characters, as shown)")
     p.add_argument("--no-follow", action="store_true", help="print what is there and exit")
@@ -179,7 +174,7 @@ def _print_usage(report: dict[str, Any], out: IO[str]) -> None:
 
 
 def usage_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="usage", description="Summarise cost and tokens from the ccxray log.")
+    p = SubParser(prog="usage", description="Summarise cost and tokens from the ccxray log.")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--last", help="only this recent period, e.g. 24h or 7d")
     p.add_argument("--session", help="only this session id (or its last 8+ characters)")
@@ -207,9 +202,5 @@ PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {"tail": tail_parser
 
 def run_log_command(command: str, args: Sequence[str], settings: Settings) -> int:
     """Dispatch ``tail`` / ``usage``; exit status 2 on bad flags."""
-    try:
-        if command == "tail":
-            return run_tail(args, settings, sys.stdout)
-        return run_usage(args, settings, sys.stdout)
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    run = run_tail if command == "tail" else run_usage
+    return exit_status(lambda: run(args, settings, sys.stdout))

@@ -9,19 +9,14 @@ import sys
 from typing import IO, Sequence
 
 from .compact import compact
+from .cliargs import SubParser, exit_status
 from .config import Settings
 from .readback import ReadBackError, read_call
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"ccxray {self.prog}: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def run_show(args: Sequence[str], settings: Settings, out: IO[str]) -> int:
     """Print one call as JSON (for jq): all of it, or only its request, response or meta."""
-    p = _Parser(prog="show", description="Print one recorded call whole, as JSON.")
+    p = SubParser(prog="show", description="Print one recorded call whole, as JSON.")
     p.add_argument("id")
     part = p.add_mutually_exclusive_group()
     for name, help_text in (("req", "only the request, as it was sent"), ("res", "only the response"),
@@ -43,7 +38,7 @@ def run_show(args: Sequence[str], settings: Settings, out: IO[str]) -> int:
 
 def run_compact(args: Sequence[str], settings: Settings, out: IO[str]) -> int:
     """Convert full request sidecars to deltas in place (safe beside a running proxy)."""
-    p = _Parser(prog="compact", description="Store the log's full requests as deltas, in place.")
+    p = SubParser(prog="compact", description="Store the log's full requests as deltas, in place.")
     p.parse_args(list(args))
     stats = compact(settings.logs_dir)
     out.write(f"ccxray compact: {stats.converted} requests converted ({stats.bytes_before} -> "
@@ -53,9 +48,5 @@ def run_compact(args: Sequence[str], settings: Settings, out: IO[str]) -> int:
 
 def run_store_command(command: str, args: Sequence[str], settings: Settings) -> int:
     """Dispatch ``show`` / ``compact``; exit status 2 on bad flags."""
-    try:
-        if command == "show":
-            return run_show(args, settings, sys.stdout)
-        return run_compact(args, settings, sys.stdout)
-    except SystemExit as exc:
-        return int(exc.code or 0)
+    run = run_show if command == "show" else run_compact
+    return exit_status(lambda: run(args, settings, sys.stdout))

@@ -42,6 +42,7 @@ import time
 from typing import Any, Callable, Union
 
 from .assemble import Assembler, Writes
+from .framelog import conn_of_turn
 from .inflight import InFlight
 from .offsets import IndexOffsets
 from .record import HttpCall, IdFactory, WsClosed, WsFrame, WsOpened, WsRun
@@ -93,6 +94,8 @@ class Recorder:
         self._periodic: list[list[Any]] = []
         self._turn_start: Callable[[InFlight], None] = lambda call: None
         self._turn_end: Callable[[str], None] = lambda turn_id: None
+        self._under_way: dict[str, set[str]] = {}  # connection id -> its turns announced and not ended
+        self._closed: list[str] = []  # connections closed since the last write: their turns end with it
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="ccxray-recorder")
@@ -136,7 +139,9 @@ class Recorder:
 
     def follow_turns(self, start: Callable[[InFlight], None], end: Callable[[str], None]) -> None:
         """Have ``start`` hear of each WebSocket turn once its ``response.create`` is
-        recorded, and ``end`` of it once its line is (the page's turn under way)."""
+        recorded, and ``end`` of it once its line is (the page's turn under way), or
+        at the latest once its connection's close is handled. One pair: a second
+        call replaces the first."""
         self._turn_start, self._turn_end = start, end
 
     def add_listener(self, fn: Listener) -> None:
@@ -268,14 +273,39 @@ class Recorder:
                 self._calls_out += calls
                 with self._drained:
                     self._drained.notify_all()
-        for writes in chunk:  # before the lines: a turn that ended in this chunk has its line after its start
-            for call in writes.started:
-                self._turn_start(call)
+        self._turns_started(chunk)
         for line in written:
             self._publish(line)
-        for writes in chunk:  # written or not: a turn over is no longer under way
+        self._turns_ended(chunk)
+
+    def _turns_started(self, chunk: list[Writes]) -> None:
+        """Announce the chunk's new turns (before its lines: a turn that ended in the
+        same chunk then has its line after its start)."""
+        for writes in chunk:
+            for call in writes.started:
+                self._under_way.setdefault(call.connectionId or "", set()).add(call.id)
+                self._turn_start(call)
+
+    def _turns_ended(self, chunk: list[Writes]) -> None:
+        """Turns whose line the chunk holds (written or not, they are over), then every
+        turn left of a connection that closed: a line that could not be built must
+        not leave its turn under way for good."""
+        for writes in chunk:
             for turn_id in writes.ended:
+                self._end_turn(turn_id)
+        closed, self._closed = self._closed, []
+        for conn_id in closed:
+            for turn_id in sorted(self._under_way.pop(conn_id, ())):
                 self._turn_end(turn_id)
+
+    def _end_turn(self, turn_id: str) -> None:
+        conn_id = conn_of_turn(turn_id) or ""
+        left = self._under_way.get(conn_id)
+        if left is not None:
+            left.discard(turn_id)
+            if not left:
+                del self._under_way[conn_id]
+        self._turn_end(turn_id)
 
     def _write_frames(self) -> None:
         """Append each WebSocket connection's new frame-log lines (one write per connection)."""
@@ -295,6 +325,8 @@ class Recorder:
 
     def _handle(self, item: object, backlog: bool) -> Writes | None:
         """What one item writes (bodies left out when the backlog is long)."""
+        if isinstance(item, WsClosed):
+            self._closed.append(item.conn_id)  # handled or failed: its turns end with the next write
         try:
             writes = self.assembler.handle(item)
         except Exception:  # the thread's one catch for parser bugs: they must not stop recording

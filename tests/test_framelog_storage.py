@@ -235,6 +235,26 @@ def test_a_turn_the_connection_cut_short_is_no_longer_under_way(tmp_path: Path) 
     recorder.store.close()
 
 
+def test_a_turn_whose_line_could_not_be_built_ends_with_its_connection(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import ccxray.assemble as assemble_module
+    from ccxray.inflight import InFlightRegistry
+
+    registry = InFlightRegistry()
+    recorder = Recorder(Store(tmp_path / "logs"), Assembler(PriceTable.load()))
+    recorder.follow_turns(registry.start, registry.end)
+    for item in _session("c3", time.time(), _creates(1), close=False)[:2]:
+        recorder.handle_now(item)
+    assert [c["id"] for c in registry.list()] == ["c3-t0"]
+
+    def broken(*args: object) -> dict[str, object]:
+        raise RuntimeError("a bug building the turn line")
+    monkeypatch.setattr(assemble_module, "summarize_turn", broken)
+    recorder.handle_now(WsClosed("c3", 101, [], b"", CloseInfo("client", 1006), {}, {}, 9.0))
+    assert registry.list() == [] and "could not handle WsClosed" in caplog.text
+    recorder.store.close()
+
+
 def _keep_only(logs: Path, keep: set[str]) -> None:
     lines = [l for l in read_index(logs / "index.ndjson") if l["id"] in keep]
     (logs / "index.ndjson").write_text("".join(json.dumps(l) + "\n" for l in lines))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -134,6 +135,10 @@ class Settings:
         return self.home / "logs"
 
 
+# RFC 3986 reg-name characters (percent-escapes included) or, from inside [], an IPv6 literal
+_HOST = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=%-]+|[0-9A-Fa-f:.]+")
+
+
 def parse_upstream(env_name: str, raw: str) -> Upstream:
     """Split a base URL; raise ConfigError naming ``env_name`` if it is unusable."""
     try:
@@ -145,6 +150,8 @@ def parse_upstream(env_name: str, raw: str) -> Upstream:
         raise ConfigError(f"{env_name}={raw!r} must be an http:// or https:// URL with a host")
     if parts.query or parts.fragment or parts.username:
         raise ConfigError(f"{env_name}={raw!r} must not carry credentials, a query or a fragment")
+    if not _HOST.fullmatch(parts.hostname):  # it becomes the Host header, sent without a second check
+        raise ConfigError(f"{env_name}={raw!r} has a host name with characters no host name has")
     default_port = 443 if parts.scheme == "https" else 80
     return Upstream(env_name, parts.scheme, parts.hostname, port or default_port, parts.path.rstrip("/"))
 

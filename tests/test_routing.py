@@ -58,6 +58,7 @@ def test_ws_paths(path, ok):
 @pytest.mark.parametrize("var,value", [
     ("ANTHROPIC_BASE_URL", "ftp://x"), ("OPENAI_BASE_URL", "not a url"),
     ("CHATGPT_BASE_URL", "http://"), ("OPENAI_BASE_URL", "http://h:99999"),
+    ("ANTHROPIC_BASE_URL", "http://a\x00b"), ("OPENAI_BASE_URL", "http://a b.example/v1"),  # it becomes Host
 ])
 def test_invalid_base_url_names_variable(var, value):
     with pytest.raises(ConfigError, match=var):

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import ssl
+import sys
+import threading
 from typing import Iterator
 
 import pytest
 import trustme
 from websockets.sync.client import connect
+
+from ccxray.config import Upstream
+from ccxray.netio import MAX_IDLE_PER_ORIGIN, MAX_IDLE_TOTAL, UpstreamConn, UpstreamPool
 
 from .netfixtures import ConnectProxy, TlsFront
 
@@ -134,16 +140,24 @@ def test_the_pool_holds_no_more_idle_sockets_than_the_fd_reserve_counts(fake):
         pool.close()
 
 
+RACE_ROUNDS = 30
+
+
 def test_threads_releasing_at_once_keep_the_pool_within_its_caps():
-    # no lock guards the pool: releases racing past a cap must take theirs back and close it
-    import socket
-    import threading
-
-    from ccxray.config import Upstream
-    from ccxray.netio import MAX_IDLE_PER_ORIGIN, MAX_IDLE_TOTAL, UpstreamConn, UpstreamPool
-
+    # no lock guards the pool: releases racing past a cap must take theirs back and close it.
+    # A tiny switch interval makes the threads interleave inside release (at the default 5 ms
+    # they never do, and a pool without its re-check passed)
     origins = [Upstream("ANTHROPIC_BASE_URL", "http", "127.0.0.1", 9, f"/o{n}") for n in range(4)]
-    pool = UpstreamPool(None, 5.0, 5.0)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(RACE_ROUNDS):
+            _race_releases(UpstreamPool(None, 5.0, 5.0), origins)
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def _race_releases(pool: UpstreamPool, origins: list[Upstream]) -> None:
     pairs = [socket.socketpair() for _ in range(160)]
     conns = [UpstreamConn(origins[n % 4], a) for n, (a, _) in enumerate(pairs)]
     start = threading.Barrier(8)

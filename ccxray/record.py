@@ -58,7 +58,8 @@ def id_pid(call_id: str) -> int | None:
     """The pid field of an id ``IdFactory`` made (the proxy's pid modulo
     10**PID_DIGITS), None for any other id."""
     parts = call_id.split("-")
-    return int(parts[1]) if len(parts) >= 3 and len(parts[1]) == PID_DIGITS and parts[1].isdigit() else None
+    field = parts[1] if len(parts) >= 3 else ""
+    return int(field) if len(field) == PID_DIGITS and field.isascii() and field.isdecimal() else None
 
 
 class IdFactory:

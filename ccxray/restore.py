@@ -105,10 +105,14 @@ def prune(store: Store, retention_days: float, now: float | None = None, live: C
     now = time.time() if now is None else now
     cutoff_ms = (now - retention_days * 86400) * 1000
 
+    closed: set[str] = set()  # connections whose closing line is in the log: over, whoever recorded them
+
     def keep(line: dict[str, object]) -> bool:
+        if line.get("kind") == "connection" and isinstance(line.get("id"), str):
+            closed.add(line["id"])  # type: ignore[arg-type]
         received = line.get("receivedAt")
         return not isinstance(received, (int, float)) or received >= cutoff_ms
 
     dropped = store.rewrite_index(keep)
-    remove_unneeded(store.logs_dir, cutoff_ms / 1000, open_connections(store.logs_dir, live))
+    remove_unneeded(store.logs_dir, cutoff_ms / 1000, open_connections(store.logs_dir, live, closed))
     return dropped

@@ -79,9 +79,10 @@ def _scan_request(logs_dir: Path, call_id: str, needed: Needed) -> list[str]:
         return []
 
 
-def open_connections(logs_dir: Path, own: Collection[str]) -> set[str]:
+def open_connections(logs_dir: Path, own: Collection[str], closed: Collection[str] = ()) -> set[str]:
     """Connections whose frame log may still grow: ``own`` (this process's open
-    ones) and those whose id names another process that is still running."""
+    ones) and those whose id names another process that is still running,
+    unless their closing line is in the log (``closed``)."""
     me = os.getpid() % 10 ** PID_DIGITS
     found = set(own)
     running: dict[int, bool] = {}
@@ -89,7 +90,7 @@ def open_connections(logs_dir: Path, own: Collection[str]) -> set[str]:
         conns = [e.name[:-len(SUFFIX)] for e in entries if e.name.endswith(SUFFIX)]
     for conn in conns:
         pid = id_pid(conn)
-        if pid is None or pid == me:
+        if pid is None or pid == me or conn in closed:
             continue
         if pid not in running:
             running[pid] = _any_process_with_pid_field(pid)
@@ -99,7 +100,8 @@ def open_connections(logs_dir: Path, own: Collection[str]) -> set[str]:
 
 
 def _any_process_with_pid_field(field_value: int) -> bool:
-    """Whether a running process has a pid that an id would show as ``field_value``."""
+    """Whether a running process has a pid that an id would show as ``field_value``
+    (signal 0 only asks; the proxy runs on POSIX systems alone: fdlimit needs `resource`)."""
     step = 10 ** PID_DIGITS
     for pid in range(field_value, _pid_max() + 1, step):
         if pid <= 0:

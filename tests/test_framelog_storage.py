@@ -21,7 +21,7 @@ from ccxray.compact import compact
 from ccxray.dashboard.views import _response_has
 from ccxray.pricing import PriceTable
 from ccxray.readback import ReadBackError, read_call, read_request, read_response_text
-from ccxray.record import PID_DIGITS, CloseInfo, IdFactory, WsClosed, WsFrame, WsOpened
+from ccxray.record import PID_DIGITS, CloseInfo, IdFactory, WsClosed, WsFrame, WsOpened, id_pid
 from ccxray.recorder import Recorder
 from ccxray.retention import open_connections, remove_unneeded
 from ccxray.store import Store, read_index
@@ -309,22 +309,38 @@ def test_retention_keeps_an_open_connections_idle_frame_log_until_it_closes(tmp_
     assert not list(logs.glob("*_frames.ndjson"))
 
 
+def _pid_field_in_use(field: int) -> bool:
+    """From /proc, independently of the retention's own probe: does a running pid show as ``field``?"""
+    return any(int(name) % 10 ** PID_DIGITS == field for name in os.listdir("/proc") if name.isdecimal())
+
+
 def test_retention_keeps_the_frame_log_of_another_running_proxy(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
     other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    field = other.pid % 10 ** PID_DIGITS
+    open_conn, closed_conn = (f"20261130T000000000Z-{field:05d}-00000{n}" for n in (1, 2))
     try:
-        conn = f"20261130T000000000Z-{other.pid % 10 ** PID_DIGITS:05d}-000001"
-        (logs / f"{conn}_frames.ndjson").write_text('{"ts":0,"dir":"u2c","size":1}\tx\n')
+        for conn in (open_conn, closed_conn):
+            (logs / f"{conn}_frames.ndjson").write_text('{"ts":0,"dir":"u2c","size":1}\tx\n')
         _age(logs, time.time() - 500)
-        remove_unneeded(logs, time.time() - 100, open_connections(logs, ()))
-        assert (logs / f"{conn}_frames.ndjson").exists()
+        remove_unneeded(logs, time.time() - 100, open_connections(logs, (), closed={closed_conn}))
+        assert (logs / f"{open_conn}_frames.ndjson").exists()
+        assert not (logs / f"{closed_conn}_frames.ndjson").exists()  # its closing line came: over
     finally:
         assert other.stdin is not None
         other.stdin.close()
         other.wait(20)
     remove_unneeded(logs, time.time() - 100, open_connections(logs, ()))  # its proxy is gone
-    assert not (logs / f"{conn}_frames.ndjson").exists()
+    # (unless another process now has a pid that shows the same: then it is kept, as it should be)
+    assert (logs / f"{open_conn}_frames.ndjson").exists() == _pid_field_in_use(field)
+
+
+def test_an_id_names_its_proxy_pid_only_in_ascii_digits() -> None:
+    assert id_pid("20261130T000000000Z-01234-000001") == 1234
+    assert id_pid("20261130T000000000Z-01234-000001-t3") == 1234
+    assert id_pid("20261130T000000000Z-0123\u00b2-000001") is None  # isdigit() says yes; int() refuses
+    assert id_pid("live") is None and id_pid("a-b-c") is None
 
 
 # -- kill -9 -----------------------------------------------------------------------------------

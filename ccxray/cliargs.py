@@ -19,8 +19,12 @@ class SubParser(argparse.ArgumentParser):
 
 
 def exit_status(run: Callable[[], int]) -> int:
-    """``run()``'s status, or the status a parser exited with (2 on a bad flag, 0 for ``--help``)."""
+    """``run()``'s status, or the status a parser exited with (2 on a bad flag, 0 for
+    ``--help``); a ``SystemExit`` carrying a message is status 1, as the interpreter has it."""
     try:
         return run()
     except SystemExit as exc:
-        return int(exc.code or 0)
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)
+        return 1

@@ -7,6 +7,7 @@ forwarded.
 
 from __future__ import annotations
 
+import functools
 from typing import Iterable, Sequence
 
 from .querytoken import split_token
@@ -40,10 +41,17 @@ def connection_tokens(headers: Iterable[Header]) -> set[str]:
 _NEVER_FORWARDED = HOP_BY_HOP | {"host", AUTH_HEADER}
 
 
-def forwardable(headers: Sequence[Header], drop: Iterable[str] = ()) -> list[Header]:
+@functools.lru_cache(maxsize=16)
+def _skipped(drop: tuple[str, ...] | frozenset[str]) -> frozenset[str]:
+    return _NEVER_FORWARDED.union(drop)
+
+
+def forwardable(headers: Sequence[Header], drop: tuple[str, ...] | frozenset[str] = ()) -> list[Header]:
     """Headers minus hop-by-hop, Host, ccxray's auth and ``drop`` (lower-case)."""
     named = connection_tokens(headers)
-    skip = _NEVER_FORWARDED.union(named, drop) if named or drop else _NEVER_FORWARDED  # no set built per call
+    skip = _skipped(drop)  # the callers' few ``drop`` sets: no set built per call
+    if named:
+        skip = skip.union(named)
     return [(n, v) for n, v in headers if n.lower() not in skip]
 
 

@@ -181,3 +181,13 @@ def test_port_in_use_is_a_clear_error(tmp_path):
         result = run("--port", str(port), "--no-browser", env=env)
     assert result.returncode == 1
     assert f"127.0.0.1:{port} is in use" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_exit_status_of_a_subcommand() -> None:
+    from ccxray.cliargs import exit_status
+
+    def exits(code: object) -> int:
+        raise SystemExit(code)
+    assert [exit_status(lambda: exits(c)) for c in (None, 0, 2)] == [0, 0, 2]
+    assert exit_status(lambda: exits("a message")) == 1  # as the interpreter: printed, status 1
+    assert exit_status(lambda: 5) == 5

@@ -331,6 +331,7 @@ def test_codex_turn_under_way_shows_in_its_connection_then_becomes_a_card(page: 
         assert "in flight" in card.inner_text() and "gpt-5-codex" in card.inner_text()
         assert card.locator(".title").inner_text() == "a slow turn"  # set as text, like every recorded string
         assert "open" in page.locator("#turn-list .group .group-head").inner_text()
+        assert page.locator("#inflight").inner_text() == "1 in flight"  # the turn, not also its connection
         snap(page, shots / "turn-under-way.png")
     page.locator("#turn-list .group .card:not(.pending)").wait_for()
     assert page.locator("#turn-list .card.pending").count() == 0

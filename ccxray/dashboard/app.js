@@ -230,6 +230,13 @@ function onLine(line) {
   if (state.session) drawTurns();
 }
 
+// Calls and turns under way; a WebSocket connection counts only while none of its turns does.
+function inflightCount() {
+  const calls = [...state.pending.values()];
+  const busy = new Set(calls.map((p) => p.connectionId).filter(Boolean));
+  return calls.filter((p) => !busy.has(p.id)).length;
+}
+
 function onInflight(event) {
   const {phase, ...call} = event;
   if (phase === "start") state.pending.set(call.id, call);
@@ -238,7 +245,8 @@ function onInflight(event) {
     // its line normally follows at once; drop the card if none ever comes
     setTimeout(() => { if (state.pending.delete(call.id)) drawTurns(); }, 15000);
   }
-  $("inflight").textContent = state.pending.size ? state.pending.size + " in flight" : "";
+  const count = inflightCount();
+  $("inflight").textContent = count ? count + " in flight" : "";
   if (state.session) drawTurns();
   if (phase === "start" && call.sessionId && !state.sessions.some((s) => s.sessionId === call.sessionId)) refreshSessionsSoon();
 }

@@ -117,7 +117,8 @@ export function renderTurns(list, lines, pending, {selected, query, onOpen, more
     if (!groups.has(connId)) { const g = {id: connId, turns: [], line: null, pending: []}; groups.set(connId, g); items.push({group: g}); }
     return groups.get(connId);
   };
-  for (const p of pending) if (p.connectionId) group(p.connectionId).pending.push(p);  // newest connections first
+  const turnsUnderWay = pending.filter((p) => p.connectionId).sort((a, b) => b.receivedAt - a.receivedAt);
+  for (const p of turnsUnderWay) group(p.connectionId).pending.push(p);  // their connections first, newest first
   for (const line of shown.slice().reverse()) {
     const connId = line.kind === "connection" ? line.id : line.connectionId;
     if (!connId) { items.push({line}); continue; }

@@ -44,7 +44,6 @@ _HEADS = ('{"type":"', '{"type": "')
 _HEAD_LEN = len(_HEADS[0])
 # one value from an index, without loads()'s whitespace regexes: half its cost on a small frame
 _SCAN: Callable[[str, int], tuple[object, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
-_UNSET = object()
 
 
 def event_kind(text: str) -> str | None:

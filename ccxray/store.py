@@ -10,8 +10,10 @@ call's meta (method, URLs, headers) rides in its ``_res.json``
 Invariants: an index line is written with a single ``os.write`` on an
 O_APPEND descriptor, so concurrent writers (threads or processes) never
 interleave inside a line; a reader skips a torn or invalid line and counts it.
-Sidecars are written to a temporary name and renamed, so a reader never sees
-half a file.
+Sidecars are written in place, right after their lines (see the recorder):
+a reader may find one missing or cut short for a moment, or for good after a
+crash, and skips it (a JSON object or list cut short never parses). Shared
+files, named by many calls, are written to a temporary name and renamed.
 """
 
 from __future__ import annotations
@@ -54,23 +56,23 @@ class ResponseWithMeta:
     meta: object
 
 
+# one encoder for every line and sidecar: json.dumps with options builds a new one a call
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+_FOLDED_HEAD = b'{"$ccxray":"' + FOLDED_RESPONSE.encode() + b'","response":'
+
+
 def encode_json(obj: object) -> bytes:
     """A sidecar's bytes (RawJson as it is; a folded response around its two parts)."""
     if isinstance(obj, RawJson):
         return obj.data
     if isinstance(obj, ResponseWithMeta):
-        return b"".join((b'{"$ccxray":"', FOLDED_RESPONSE.encode(), b'","response":', encode_json(obj.response),
-                         b',"meta":', encode_json(obj.meta), b"}"))
-    return json.dumps(obj, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass")
-
-
-# one encoder for every line: json.dumps builds one a call when given options
-_LINE_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+        return b"".join((_FOLDED_HEAD, encode_json(obj.response), b',"meta":', encode_json(obj.meta), b"}"))
+    return _COMPACT(obj).encode("utf-8", "surrogatepass")
 
 
 def dumps_line(obj: object) -> bytes:
     """One compact JSON line, newline-terminated, never containing a raw newline."""
-    return (_LINE_JSON(obj) + "\n").encode("utf-8")
+    return (_COMPACT(obj) + "\n").encode("utf-8")
 
 
 def is_safe_id(value: str) -> bool:
@@ -96,6 +98,7 @@ class Store:
         self.index_path = logs_dir / INDEX_NAME
         self._index_str = str(self.index_path)
         self._fd: int | None = None
+        self._dir_fd: int | None = None  # logs/, opened with the index: files are created relative to it
         self._fd_ino = -1  # the open index's inode: a prune by another process replaces the file
         self._torn = False
         self._frame_logs: OrderedDict[str, tuple[int, int]] = OrderedDict()  # conn id -> (fd, size)
@@ -107,6 +110,16 @@ class Store:
             self._fd_ino = os.fstat(self._fd).st_ino
             _end_torn_line(self._fd)
         return self._fd
+
+    def _logs_fd(self) -> int:
+        """The logs directory's descriptor: a sidecar is created by its name in it,
+        not by a path walked from the root for every file. Closed and reopened with
+        the index, so a logs directory replaced under the proxy is found again at
+        the next append (which comes before its sidecars)."""
+        if self._dir_fd is None:
+            self._index_fd()
+            self._dir_fd = os.open(self._logs, os.O_RDONLY | os.O_DIRECTORY)
+        return self._dir_fd
 
     def _locked_fd(self) -> int:
         """The index fd under a shared lock, reopened if a prune replaced the file."""
@@ -201,24 +214,20 @@ class Store:
         self.close()
         return dropped
 
-    def _write_json(self, path: str | Path, obj: object) -> None:
-        """Write a sidecar. No temp file and rename: its index line is appended
-        only after this returns, and readers find sidecars through the index."""
-        write_file(path, encode_json(obj))
-
     def write_sidecar(self, call_id: str, part: str, obj: object) -> None:
-        """Write ``{id}_{part}.json``; refuses ids that are not safe file names."""
+        """Write ``{id}_{part}.json``; refuses ids that are not safe file names.
+
+        No temp file and rename: readers find sidecars through the index, and
+        skip one they cannot read (a crash mid-write leaves a line naming half a file)."""
         if not is_safe_id(call_id) or not part.isalpha():
             raise ValueError(f"unsafe sidecar name {call_id!r}/{part!r}")
-        self._index_fd()
-        self._write_json(f"{self._logs}/{call_id}_{part}.json", obj)
+        write_file(f"{call_id}_{part}.json", encode_json(obj), self._logs_fd())
 
     def write_raw(self, name: str, data: bytes) -> None:
         """Write bytes to ``logs/{name}`` (a large body kept as it came)."""
         if not is_safe_id(name):
             raise ValueError(f"unsafe file name {name!r}")
-        self._index_fd()
-        write_file(f"{self._logs}/{name}", data)
+        write_file(name, data, self._logs_fd())
 
     def write_shared(self, name: str, obj: object) -> bool:
         """Write ``shared/{name}.json`` once; False if it already existed."""
@@ -232,7 +241,7 @@ class Store:
         # name, and another writer (thread or process) may be writing the same one now
         fd, tmp = tempfile.mkstemp(dir=self.shared_dir, prefix=f".{name}.", suffix=".tmp")
         os.close(fd)
-        self._write_json(tmp, obj)
+        write_file(tmp, encode_json(obj))
         os.replace(tmp, path)
         return True
 
@@ -274,6 +283,9 @@ class Store:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+            self._dir_fd = None
         while self._frame_logs:
             os.close(self._frame_logs.popitem()[1][0])
 
@@ -310,9 +322,10 @@ def _copy_kept(src: IO[bytes], dst: IO[bytes], keep: Callable[[dict[str, Any]], 
         dst.write(raw)
 
 
-def write_file(path: str | Path, data: bytes) -> None:
-    """Create or replace ``path`` with ``data`` (os-level: no buffering layer, no tty probe)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def write_file(path: str | Path, data: bytes, dir_fd: int | None = None) -> None:
+    """Create or replace ``path`` (relative to ``dir_fd`` if given) with ``data``
+    (os-level: no buffering layer, no tty probe)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600, dir_fd=dir_fd)
     try:
         view = memoryview(data)
         while view:

@@ -274,8 +274,7 @@ class Recorder:
                 with self._drained:
                     self._drained.notify_all()
         self._turns_started(chunk)
-        for line in written:
-            self._publish(line)
+        self._publish(written)
         self._turns_ended(chunk)
 
     def _turns_started(self, chunk: list[Writes]) -> None:
@@ -387,11 +386,14 @@ class Recorder:
         self._unwritten = []
         return [line for line, _ in pending]
 
-    def _publish(self, line: dict[str, Any]) -> None:
-        with self._listeners_lock:
+    def _publish(self, lines: list[dict[str, Any]]) -> None:
+        if not lines:
+            return
+        with self._listeners_lock:  # once a chunk, not once a line
             listeners = list(self._listeners)
-        for fn in listeners:
-            fn(line)
+        for line in lines:
+            for fn in listeners:
+                fn(line)
 
     def _failed(self, exc: BaseException) -> None:
         self.assembler.forget_stored()  # no later request may build on what was not written

@@ -196,25 +196,15 @@ class Assembler:
         if call.resp_spill is not None:
             raw = _spilled_sample(raw, call)
         body, undecoded = decode_body(raw, call.resp_headers)
-        summary = summarize_http(_provider(call.provider), call.req_headers, call.req_body,
+        provider = _provider(call.provider)
+        summary = summarize_http(provider, call.req_headers, call.req_body,
                                  call.resp_headers, body if undecoded is None else b"",
                                  call.status, self.prices)
         ident = self.sessions.resolve(summary.identity, call.started, summary.system_text)
-        fields = dict(summary.fields)
-        fields.update(identity_fields(ident))
         response: object = summary.response
         if undecoded is not None:
             response = {"undecoded": undecoded, "size": len(raw), "base64": base64.b64encode(raw[:1 << 20]).decode()}
-        if call.resp_truncated:
-            fields["responseTruncated"] = True
-        line = index_line(
-            id=call.id, ts=iso_ms(call.started + (call.elapsed_s or 0)), receivedAt=int(call.started * 1000),
-            kind="call", transport="http", provider=_provider(call.provider), method=call.method,
-            url=call.url, status=call.status,
-            elapsed=None if call.elapsed_s is None else round(call.elapsed_s * 1000, 1),
-            ttfb=None if call.first_byte_s is None else round(call.first_byte_s * 1000, 1),
-            isSSE=summary.is_sse, error=call.error, **fields,
-        )
+        line = self._call_line(call, provider, summary, ident)
         writes = Writes(lines=[line])
         digest = line["systemPromptHash"] = self._store_system_prompt(summary.system_text, writes)
         if self._is_complete_stream(call.error, summary.is_sse, summary.response_facts.is_terminal):
@@ -238,8 +228,25 @@ class Assembler:
             (call.id, "req", stored_req),
             (call.id, "res", ResponseWithMeta(RawJson(body) if whole_json else response, meta)),
         ]
-        self._remember_prompt(summary.system_text, ident, writes, _provider(call.provider), call.req_headers)
+        self._remember_prompt(summary.system_text, ident, writes, provider, call.req_headers)
         return writes
+
+    @staticmethod
+    def _call_line(call: HttpCall, provider: str, summary: Summary, ident: Identity) -> dict[str, Any]:
+        """The call's index line, built in place (what ``index_line`` gives, without its copies)."""
+        line: dict[str, Any] = dict.fromkeys(INDEX_FIELDS)
+        line.update(
+            id=call.id, ts=iso_ms(call.started + (call.elapsed_s or 0)), receivedAt=int(call.started * 1000),
+            kind="call", transport="http", provider=provider, method=call.method, url=call.url,
+            status=call.status, elapsed=None if call.elapsed_s is None else round(call.elapsed_s * 1000, 1),
+            ttfb=None if call.first_byte_s is None else round(call.first_byte_s * 1000, 1),
+            isSSE=summary.is_sse, error=call.error,
+        )
+        line.update(summary.fields)
+        line.update(identity_fields(ident))
+        if call.resp_truncated:
+            line["responseTruncated"] = True
+        return line
 
     def _http_request(self, call: HttpCall, summary: Summary, ident: Identity, digest: str | None,
                       writes: Writes) -> object:

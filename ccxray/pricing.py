@@ -33,6 +33,7 @@ PER_TOKENS = 1_000_000
 COST_DECIMALS = 6
 _SNAPSHOT_SUFFIX = re.compile(r"(?:-\d{8}|-\d{4}-\d{2}-\d{2}|@\d{8}|-latest)?(?:\[1m\])?")
 _RATE_KEYS = ("input", "output", "cacheRead", "cacheWrite5m", "cacheWrite1h")
+_EXACT_INTS = 1 << 53
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class PriceRow:
 
 def _nonneg(value: object) -> float | None:
     """A finite, non-negative JSON number as float, else None."""
+    if type(value) is int and 0 <= value < _EXACT_INTS:  # token counts: the common case, first
+        return float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     try:
@@ -105,17 +108,19 @@ def parse_row(raw: object) -> PriceRow | None:
     )
 
 
-def _tokens(usage: Mapping[str, object], *path: str) -> float:
-    """The token count at `path` (through nested objects); 0 when absent or not a number."""
-    value: object = usage
-    for key in path:
-        obj = as_dict(value)
-        value = None if obj is None else obj.get(key)
+def _tokens(usage: Mapping[str, object], key: str, inner: str | None = None) -> float:
+    """The token count at `usage[key]` (or `usage[key][inner]`); 0 when absent or not a number."""
+    value = usage.get(key)
+    if inner is not None:
+        value = value.get(inner) if isinstance(value, dict) else None
     return _nonneg(value) or 0.0
 
 
 def _has_tokens(usage: Mapping[str, object]) -> bool:
-    return any(key.endswith("_tokens") and _nonneg(value) is not None for key, value in usage.items())
+    for key, value in usage.items():  # a loop, not any(generator): this runs for every call
+        if key.endswith("_tokens") and _nonneg(value) is not None:
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -160,17 +165,18 @@ def _priced(counts: _Counts, rates: Rates) -> dict[str, object] | None:
     read = rates.cache_read if rates.cache_read is not None else rates.input
     write_5m = rates.cache_write_5m if rates.cache_write_5m is not None else rates.input
     write_1h = rates.cache_write_1h if rates.cache_write_1h is not None else write_5m
-    parts = {
-        "input": counts.input * rates.input, "output": counts.output * rates.output,
-        "cacheRead": counts.cache_read * read,
-        "cacheWrite": counts.cache_write_5m * write_5m + counts.cache_write_1h * write_1h,
-    }
-    if not math.isfinite(sum(parts.values())):
+    inp, out = counts.input * rates.input, counts.output * rates.output
+    cache_read = counts.cache_read * read
+    cache_write = counts.cache_write_5m * write_5m + counts.cache_write_1h * write_1h
+    total = inp + out + cache_read + cache_write
+    if not math.isfinite(total):
         return None
-    cost: dict[str, object] = {k: round(v / PER_TOKENS, COST_DECIMALS) for k, v in parts.items()}
-    cost["total"] = round(sum(parts.values()) / PER_TOKENS, COST_DECIMALS)
-    cost["currency"] = "USD"
-    return cost
+    return {
+        "input": round(inp / PER_TOKENS, COST_DECIMALS), "output": round(out / PER_TOKENS, COST_DECIMALS),
+        "cacheRead": round(cache_read / PER_TOKENS, COST_DECIMALS),
+        "cacheWrite": round(cache_write / PER_TOKENS, COST_DECIMALS),
+        "total": round(total / PER_TOKENS, COST_DECIMALS), "currency": "USD",
+    }
 
 
 def _table_rows(doc: object) -> tuple[list[object], str | None]:

@@ -88,7 +88,8 @@ def _is_claude(headers: Sequence[Header]) -> bool:
 def _claude_session(headers: Sequence[Header], body: dict[str, object] | None) -> str | None:
     metadata = get_dict(body, "metadata")
     user_id = get_str(metadata, "user_id")
-    from_json = get_str(_json_object(user_id), "session_id") if user_id else None
+    # only a JSON object can name a session_id: a failed parse of the legacy form costs an exception
+    from_json = get_str(_json_object(user_id), "session_id") if user_id and user_id.lstrip()[:1] == "{" else None
     legacy = _LEGACY_USER_ID.search(user_id) if user_id else None
     return _first(
         header(headers, "x-claude-code-session-id"), from_json,

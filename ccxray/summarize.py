@@ -23,9 +23,9 @@ from .wire.sse import events_to_json, parse_sse
 
 FIELD_NAMES = (
     "sessionId", "sessionInferred", "agent", "agentType", "isSubagent", "cwd", "model", "usage",
-    "cost", "costNote", "stopReason", "msgCount", "toolCount", "title", "responseMetadata",
-    "contextTokens", "contextWindow", "contextUse", "toolNames", "generatedTitle",
-)
+    "cost", "costNote", "stopReason", "msgCount", "toolCount", "title",
+    "contextTokens", "contextWindow", "contextUse", "toolNames", "generatedTitle", "responseMetadata",
+)  # the order summarize_http builds them in
 _RATE_LIMIT_PREFIXES = (
     "anthropic-ratelimit-", "x-ratelimit-", "x-codex-primary-", "x-codex-secondary-", "x-codex-credits-",
 )
@@ -188,7 +188,7 @@ def summarize_http(provider: str, req_headers: Sequence[Header], req_body: bytes
     fields.update(_call_fields(provider, req_facts, res_facts, prices))
     fields["responseMetadata"] = _response_metadata(resp_headers, res_facts)
     return Summary(request=request, response=response, is_sse=is_sse,
-                   fields={name: fields.get(name) for name in FIELD_NAMES},
+                   fields=fields,
                    identity=ident, request_facts=req_facts, response_facts=res_facts,
                    request_is_json=request_is_json, response_is_json=response_is_json,
                    response_json=response_json,

@@ -16,7 +16,7 @@ from . import headers as hdr
 from .decode import decode_body
 from .inflight import InFlight
 from .pricing import PriceTable
-from .reqdelta import Chains
+from .reqdelta import MARK, WHOLE_BELOW_BYTES, Chains
 from .record import INDEX_FIELDS, HttpCall, WsClosed, WsFrame, WsOpened, WsRun, index_line, iso_ms
 from .store import RawJson, ResponseWithMeta
 from .sessions import (
@@ -250,10 +250,14 @@ class Assembler:
 
     def _http_request(self, call: HttpCall, summary: Summary, ident: Identity, digest: str | None,
                       writes: Writes) -> object:
-        """The request sidecar: packed on its session's chain, else the body as it came."""
+        """The request sidecar: packed on its session's chain, else (small, or not an
+        object) the body as it came."""
         if not summary.request_is_json:
             return summary.request
         chain = (_provider(call.provider), ident.session_id, ident.is_subagent, digest)
+        if len(call.req_body) < WHOLE_BELOW_BYTES and isinstance(summary.request, dict) and MARK not in summary.request:
+            self.chains.start(chain, call.id, summary.request)  # later requests may still build on it
+            return RawJson(call.req_body)
         packed = self._request_sidecar(call.id, summary.request, chain, summary.system_text, digest, writes)
         return RawJson(call.req_body) if packed is None else packed
 

@@ -17,10 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from .readback import ReadBackError, load_json, read_request_file
-from .reqdelta import Chains, Packed, is_packed
+from .reqdelta import MARK, WHOLE_BELOW_BYTES, Chains, Packed, is_packed
 from .sessions import prompt_hash
 from .store import INDEX_NAME, Store, is_safe_id, read_index
 from .wire import anthropic, openai
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:  # pruned since it was read: nothing to convert either way
+        return 0
 
 
 @dataclass
@@ -82,6 +89,9 @@ class Compactor:
         key = _chain_key(line)
         if is_packed(original) or not isinstance(original, dict):
             self.chains.restart(key)  # not ours to convert: the chain starts afresh after it
+            return
+        if _size(path) < WHOLE_BELOW_BYTES and MARK not in original:
+            self.chains.start(key, call_id, original)  # stays whole, as the recorder leaves it
             return
         text, digest = _system(line, original)
         packed = self.chains.pack(key, call_id, original, text, digest)

@@ -35,6 +35,8 @@ HISTORY_KEYS = ("messages", "input")
 SYSTEM_KEYS = ("system", "instructions")
 BLOB_KEYS = ("tools",)
 MIN_SHARED_CHARS = 256  # smaller texts and values stay inline: a reference would not save much
+WHOLE_BELOW_BYTES = 4096  # a request body smaller than a disk block is stored as it came: a delta
+                          # saves no disk there (and parsing it back would cost a chain walk)
 MAX_CHAIN_DEPTH = 32    # a full snapshot every K requests: reading one call opens at most K files
 MAX_CHAINS = 32         # chains remembered: each holds its newest history (parsed, a few MB at most)
 REWRITE_SLACK = 4       # items at the end of the previous history a client may rewrite
@@ -271,13 +273,23 @@ class Chains:
         if packed is None:
             return None
         if packed.link is not None:
-            self._links[key] = packed.link
-            if len(self._links) > self.max_chains:
-                del self._links[next(iter(self._links))]
+            self._remember(key, packed.link)
         new = {sha: value for sha, value in packed.blobs.items() if sha not in self._blobs_stored}
         self._blobs_stored.update(new)
         packed.blobs = new
         return packed
+
+    def start(self, key: object, call_id: str, request: dict[str, Any]) -> None:
+        """Request ``call_id``, stored whole as it was sent, is chain ``key``'s new base."""
+        self._links.pop(key, None)
+        history_key = _history_key(request)
+        if history_key is not None:
+            self._remember(key, ChainLink(call_id, history_key, request[history_key], 0))
+
+    def _remember(self, key: object, link: ChainLink) -> None:
+        self._links[key] = link
+        if len(self._links) > self.max_chains:
+            del self._links[next(iter(self._links))]
 
     def restart(self, key: object) -> None:
         """The next request on chain ``key`` is stored whole."""

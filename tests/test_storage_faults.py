@@ -22,7 +22,7 @@ from ccxray.pricing import PriceTable
 from ccxray.readback import ReadBackError, read_call, read_request
 from ccxray.record import HttpCall
 from ccxray.recorder import Recorder
-from ccxray.reqdelta import delta_base, is_packed
+from ccxray.reqdelta import WHOLE_BELOW_BYTES, delta_base, is_packed
 from ccxray.restore import prune
 from ccxray.server import ProxyServer
 from ccxray.store import Store, read_index
@@ -174,6 +174,29 @@ def write_old_format(logs: Path, bodies: list[dict[str, Any]], session: str) -> 
                                     "isSubagent": False, "receivedAt": int(time.time() * 1000)}) + "\n")
             ids.append(call_id)
     return ids
+
+
+SMALL = {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "ping"}]}
+LARGER = {**SMALL, "messages": SMALL["messages"] + [{"role": "assistant", "content": "pong"},
+                                                    {"role": "user", "content": "x" * WHOLE_BELOW_BYTES}]}
+
+
+def test_a_small_request_is_stored_as_sent_and_a_later_one_builds_on_it(tmp_path):
+    logs = tmp_path / "logs"
+    first, second = record(logs, [SMALL, LARGER], time.time())
+    assert (logs / f"{first}_req.json").read_bytes() == json.dumps(SMALL).encode()  # the bytes that came
+    assert delta_base(json.loads((logs / f"{second}_req.json").read_text())) == first
+    for call_id, body in ((first, SMALL), (second, LARGER)):
+        assert json.dumps(read_request(logs, call_id)) == json.dumps(body)
+
+
+def test_compact_leaves_a_small_request_whole_and_builds_on_it(tmp_path):
+    logs = tmp_path / "logs"
+    first, second = write_old_format(logs, [SMALL, LARGER], "s")
+    assert compact(logs).converted == 1
+    assert (logs / f"{first}_req.json").read_text() == json.dumps(SMALL)
+    assert delta_base(json.loads((logs / f"{second}_req.json").read_text())) == first
+    assert read_request(logs, second) == LARGER
 
 
 def test_compact_beside_a_writing_proxy_loses_nothing(fake, tmp_path):

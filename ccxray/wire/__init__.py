@@ -68,7 +68,9 @@ def loads_json(text: str | bytes) -> tuple[bool, object]:
     """Parse strict JSON; returns (True, value) or (False, None). Never raises."""
     try:
         if not isinstance(text, str):  # as json.loads reads bytes, without building a decoder
-            text = text.decode(json.detect_encoding(text), "surrogatepass")
+            # an object or list whose second byte is not NUL is UTF-8 (no BOM, not UTF-16/32)
+            utf8 = text[:1] in (b"{", b"[") and text[1:2] != b"\x00"
+            text = text.decode("utf-8" if utf8 else json.detect_encoding(text), "surrogatepass")
         return True, _STRICT.decode(text)
     except (ValueError, RecursionError, TypeError):
         return False, None

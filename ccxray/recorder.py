@@ -22,6 +22,9 @@ Backlog policy (the disk or the CPU cannot keep up):
   items wait, the connection that submitted a call waits (at most PACE_S,
   after its client has the whole answer) before it reads its next request:
   the index trails completed calls by a bounded amount, not by seconds.
+  Each waiting submitter has a gate of its own, opened when the writer has
+  written enough calls before its own (one wake-up each, not all of them at
+  every write).
 - While the backlog is over BACKLOG_ITEMS, bodies over LARGE_SIDECAR_BYTES
   are not written; the line says so (``sidecarsDropped``).
 - WebSocket frames never wait (that would stall the relay); past
@@ -33,6 +36,7 @@ most once a minute while they last, and traffic keeps flowing.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import os
 import logging
@@ -82,9 +86,10 @@ class Recorder:
         self.failures = 0            # writes that failed (disk full, permissions, ...)
         self.last_failure: str | None = None
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self._drained = threading.Condition()
         self._calls_in = itertools.count(1)  # HTTP calls submitted
         self._calls_out = 0                  # HTTP calls whose line was written (or failed)
+        self._paced: list[tuple[int, threading.Lock]] = []  # (call number, its closed gate), a heap
+        self._paced_lock = threading.Lock()
         self._listeners: list[Listener] = []
         self._listeners_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -123,10 +128,37 @@ class Recorder:
             number = next(self._calls_in)  # atomic under the GIL
             self._queue.put(item)
             if number - self._calls_out >= BACKLOG_ITEMS and self._thread is not None:
-                with self._drained:
-                    self._drained.wait_for(lambda: number - self._calls_out < BACKLOG_ITEMS, PACE_S)
+                self._pace(number)
             return
         self._queue.put(item)
+
+    def _pace(self, number: int) -> None:
+        """Wait (at most PACE_S) until all but BACKLOG_ITEMS of the calls before
+        call ``number`` are written."""
+        gate = threading.Lock()
+        gate.acquire()
+        with self._paced_lock:
+            if number - self._calls_out < BACKLOG_ITEMS:
+                return
+            heapq.heappush(self._paced, (number, gate))
+        if not gate.acquire(timeout=PACE_S):
+            with self._paced_lock:  # the writer is stuck: stop waiting, and leave no gate behind
+                if (number, gate) in self._paced:
+                    self._paced.remove((number, gate))
+                    heapq.heapify(self._paced)
+
+    def _calls_written(self, calls: int) -> None:
+        """Open the gates of the submitters whose call is now within the backlog."""
+        with self._paced_lock:
+            self._calls_out += calls
+            paced = self._paced
+            while paced and paced[0][0] - self._calls_out < BACKLOG_ITEMS:
+                heapq.heappop(paced)[1].release()
+
+    def _open_all_gates(self) -> None:
+        with self._paced_lock:
+            while self._paced:
+                self._paced.pop()[1].release()
 
     def run_on_writer(self, task: Callable[[], None]) -> None:
         """Run ``task`` on the writer thread, in order with the recorded items
@@ -189,6 +221,7 @@ class Recorder:
             self._hurry.set()
             self._thread.join(timeout)
             self._thread = None
+            self._open_all_gates()  # nothing will be written any more: nobody waits for it
         self.store.close()
 
     def _due(self) -> float:
@@ -270,9 +303,7 @@ class Recorder:
                 self._write_files(writes)
         finally:
             if calls:  # submitters pacing on the backlog may go on
-                self._calls_out += calls
-                with self._drained:
-                    self._drained.notify_all()
+                self._calls_written(calls)
         self._turns_started(chunk)
         self._publish(written)
         self._turns_ended(chunk)

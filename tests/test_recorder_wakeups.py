@@ -5,13 +5,17 @@ never wait that moment out."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
 from ccxray.assemble import Assembler
 from ccxray.pricing import PriceTable
-from ccxray.recorder import COALESCE_S, Recorder
+from ccxray.record import HttpCall
+from ccxray.recorder import BACKLOG_ITEMS, COALESCE_S, Recorder
 from ccxray.store import Store
+
+from .conftest import wait_until
 
 
 class _Counting(Recorder):
@@ -73,3 +77,29 @@ def test_a_long_batch_gives_the_cpu_away_between_items(tmp_path, monkeypatch):
     recorder.store.close()
     lines = [json.loads(line) for line in (tmp_path / "logs" / "index.ndjson").read_text().splitlines()]
     assert [line["id"] for line in lines] == ["c1"]  # yielding changed nothing recorded
+
+
+def _call(recorder: Recorder) -> HttpCall:
+    return HttpCall(id=recorder.new_id(), started=time.time(), method="POST", url="/v1/messages",
+                    provider="anthropic", upstream_url=None, req_headers=[], req_body=b"{}", status=200)
+
+
+def test_calls_past_the_backlog_wait_each_at_its_own_gate_until_the_writer_catches_up(tmp_path):
+    recorder = _Counting(tmp_path / "logs", coalesce_s=600.0)  # the writer sits in its window until flushed
+    recorder.start()
+    try:
+        for _ in range(BACKLOG_ITEMS - 1):
+            recorder.submit(_call(recorder))  # within the backlog: no wait
+        paced = [threading.Thread(target=recorder.submit, args=(_call(recorder),)) for _ in range(2)]
+        for thread in paced:
+            thread.start()
+        wait_until(lambda: len(recorder._paced) == 2, 30, "two submitters at their gates")
+        assert all(thread.is_alive() for thread in paced)  # nothing was written: both still wait
+        assert recorder.flush(timeout=30.0)
+        for thread in paced:
+            thread.join(30.0)
+        assert not any(thread.is_alive() for thread in paced) and recorder._paced == []
+    finally:
+        recorder.close(timeout=30.0)
+    lines = (tmp_path / "logs" / "index.ndjson").read_text().splitlines()
+    assert len(lines) == BACKLOG_ITEMS + 1

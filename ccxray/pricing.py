@@ -123,7 +123,7 @@ def _has_tokens(usage: Mapping[str, object]) -> bool:
     return False
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Counts:
     """Tokens split by how they are priced."""
 
@@ -172,11 +172,15 @@ def _priced(counts: _Counts, rates: Rates) -> dict[str, object] | None:
     if not math.isfinite(total):
         return None
     return {
-        "input": round(inp / PER_TOKENS, COST_DECIMALS), "output": round(out / PER_TOKENS, COST_DECIMALS),
-        "cacheRead": round(cache_read / PER_TOKENS, COST_DECIMALS),
-        "cacheWrite": round(cache_write / PER_TOKENS, COST_DECIMALS),
-        "total": round(total / PER_TOKENS, COST_DECIMALS), "currency": "USD",
+        "input": _usd(inp), "output": _usd(out), "cacheRead": _usd(cache_read), "cacheWrite": _usd(cache_write),
+        "total": _usd(total), "currency": "USD",
     }
+
+
+def _usd(per_million: float) -> float:
+    """Dollars, rounded to COST_DECIMALS (round() to digits goes through a decimal
+    conversion: a part with no tokens, the common case for cache parts, skips it)."""
+    return round(per_million / PER_TOKENS, COST_DECIMALS) if per_million else 0.0
 
 
 def _table_rows(doc: object) -> tuple[list[object], str | None]:

@@ -56,8 +56,11 @@ class ResponseWithMeta:
     meta: object
 
 
-# one encoder for every line and sidecar: json.dumps with options builds a new one a call
-_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+# One encoder for every line and sidecar (json.dumps with options builds a new one a call).
+# No circular check (a dict of ids per container, a tenth of the cost of a call's meta):
+# what is recorded comes from json.loads or is built here, never cyclic, and a cycle
+# would still end in a RecursionError, which every writer counts as a failed write.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str, check_circular=False).encode
 _FOLDED_HEAD = b'{"$ccxray":"' + FOLDED_RESPONSE.encode() + b'","response":'
 
 

@@ -14,7 +14,7 @@ from .netio import MAX_IDLE_TOTAL
 from .store import MAX_OPEN_FRAME_LOGS
 
 FDS_PER_CONNECTION = 2
-OWN_FDS = 32  # the listener, the index, stdio, a sidecar being written, hub files, refused clients
+OWN_FDS = 32  # the listener, the index and its directory, stdio, a sidecar being written, hub files, refused clients
 RESERVED_FDS = MAX_IDLE_TOTAL + MAX_OPEN_FRAME_LOGS + OWN_FDS
 # a hard limit of "unlimited" still has a kernel ceiling (fs.nr_open); ask for no more than this
 UNLIMITED_TARGET = 1 << 20

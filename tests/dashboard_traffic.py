@@ -35,9 +35,13 @@ def claude_system(version: str, extra: str = "") -> list[dict[str, str]]:
     ]
 
 
+# descriptions as long as Claude Code's own (KBs each): its requests are never small, so they are
+# stored as deltas (a body under reqdelta.WHOLE_BELOW_BYTES is stored as it came)
 TOOLS = [
-    {"name": "Read", "description": "Read a file", "input_schema": {"type": "object"}},
-    {"name": "Bash", "description": "Run a command", "input_schema": {"type": "object"}},
+    {"name": "Read", "description": "Read a file. " + "Reads the file at the given path from the local filesystem. " * 40,
+     "input_schema": {"type": "object"}},
+    {"name": "Bash", "description": "Run a command. " + "Runs the command in a persistent shell session. " * 40,
+     "input_schema": {"type": "object"}},
 ]
 
 

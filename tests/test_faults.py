@@ -645,13 +645,14 @@ def test_unwritable_home_is_reported_once_and_traffic_flows(fake, make_proxy, tm
     recorder = proxy.server.recorder
     assert recorder.failures >= 4  # three calls and a WebSocket connection were not written
     assert len(proxy_log.proxy) == 1 and "recording failed" in proxy_log.proxy[0], proxy_log.proxy
+    before = recorder.failures  # the WebSocket's relay may still hand over its close, one more failure
     conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
     try:
         conn.request("GET", "/_api/health")  # what the user can see of it besides stderr
         health = json.loads(conn.getresponse().read())
     finally:
         conn.close()
-    assert health["failures"] == recorder.failures and "Error" in health["lastFailure"], health
+    assert before <= health["failures"] <= recorder.failures and "Error" in health["lastFailure"], health
     assert blocker.read_text() == "not a directory"
 
 

@@ -16,33 +16,22 @@ from . import headers as hdr
 from .decode import decode_body
 from .inflight import InFlight
 from .pricing import PriceTable
-from .reqdelta import MARK, WHOLE_BELOW_BYTES, Chains
+from .reqdelta import MARK, WHOLE_BELOW_BYTES
 from .record import INDEX_FIELDS, HttpCall, WsClosed, WsFrame, WsOpened, WsRun, index_line, iso_ms
 from .store import RawJson, ResponseWithMeta
 from .sessions import (
     CodexHeaders, Identity, SessionTracker, codex_headers, codex_may_name_session, identify, identify_codex,
 )
+from .stored import Stored
 from .summarize import Summary, identity_fields, summarize_http, summarize_turn
 from .framelog import create_line, frame_line, frame_lines
 from .wire.codex_ws import Turn, TurnTracker
+from .writes import Writes, merge, provider_name, sidecar_meta
 
 MAX_RECORDED_FRAME_BYTES = 64 * 1024 * 1024  # per connection; beyond it frames are logged by size
 MAX_WAITING_FRAMES = 1000
 # one encoder for every stored request: json.dumps builds one a call when given options
 _COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
-MAX_REMEMBERED_PROMPTS = 10_000  # frames held back for an earlier one that may never come
-# where a Responses client names its agent type (DESIGN: Sessions and agents)
-AGENT_TYPE_HEADERS = ("x-openai-agent-type", "x-codex-agent-type", "x-openai-subagent", "x-codex-turn-metadata")
-
-
-@dataclass
-class Writes:
-    lines: list[dict[str, Any]] = field(default_factory=list)
-    sidecars: list[tuple[str, str, object]] = field(default_factory=list)
-    shared: list[tuple[str, object]] = field(default_factory=list)
-    raw: list[tuple[str, bytes]] = field(default_factory=list)  # (file name in logs/, bytes)
-    started: list[InFlight] = field(default_factory=list)  # WebSocket turns now under way
-    ended: list[str] = field(default_factory=list)  # ids of turns whose line is among ``lines``
 
 
 @dataclass
@@ -75,19 +64,6 @@ class _WsState:
     turn_fields: dict[str, Any] | None = None  # a turn line's fields that are the connection's (built once)
 
 
-def _provider(route_provider: str) -> str:
-    return "openai" if route_provider == "chatgpt" else route_provider
-
-
-def _meta(method: str, url: str, upstream_url: str | None, req_headers: list[tuple[str, str]],
-          status: int | None, resp_headers: list[tuple[str, str]]) -> dict[str, Any]:
-    return {
-        "request": {"method": method, "url": url, "upstreamUrl": upstream_url,
-                    "headers": hdr.redact(req_headers)},
-        "response": {"status": status, "headers": hdr.redact(resp_headers)},
-    }
-
-
 def _richer(known: Identity, seen: Identity) -> Identity:
     """The connection's identity, completed by what a turn revealed (cwd, agent type)."""
     return Identity(
@@ -98,19 +74,6 @@ def _richer(known: Identity, seen: Identity) -> Identity:
         is_subagent=known.is_subagent or seen.is_subagent, cwd=known.cwd or seen.cwd,
         thread_id=known.thread_id or seen.thread_id,
     )
-
-
-def _merge(first: Writes | None, second: Writes | None) -> Writes | None:
-    """Both sets of writes, in order."""
-    if first is None or second is None:
-        return first or second
-    first.lines += second.lines
-    first.sidecars += second.sidecars
-    first.shared += second.shared
-    first.raw += second.raw
-    first.started += second.started
-    first.ended += second.ended
-    return first
 
 
 def _connection_identity(ident: Identity) -> Identity:
@@ -152,27 +115,17 @@ class Assembler:
         self._ws: dict[str, _WsState] = {}
         self._dirty: list[_WsState] = []  # connections with frame-log lines not yet taken
         self._ended: list[tuple[str, list[str]]] = []  # closed connections' last frame-log lines
-        self._prompts_stored: set[str] = set()
-        self.chains = Chains()
+        self.stored = Stored(self.sessions)
+        self.chains = self.stored.chains
 
     def forget_stored(self) -> None:
         """Forget which shared files and chain bases exist: after a failed write or a
         prune, the next requests are stored whole and name only files written anew."""
-        self._prompts_stored.clear()
-        self.chains.forget()
+        self.stored.forget()
 
     def open_connections(self) -> list[str]:
         """Ids of the WebSocket connections opened and not yet closed."""
         return list(self._ws)
-
-    def _request_sidecar(self, call_id: str, request: object, chain: object, system_text: str | None,
-                         digest: str | None, writes: Writes) -> object | None:
-        """The request as stored: packed against its chain (reqdelta), None if it cannot be."""
-        packed = self.chains.pack(chain, call_id, request, system_text, digest)
-        if packed is None:
-            return None
-        writes.shared += [(f"blob_{sha}", value) for sha, value in packed.blobs.items()]
-        return packed.body
 
     def handle(self, item: object) -> Writes | None:
         """What to write for one relay fact (None: nothing yet)."""
@@ -196,7 +149,7 @@ class Assembler:
         if call.resp_spill is not None:
             raw = _spilled_sample(raw, call)
         body, undecoded = decode_body(raw, call.resp_headers)
-        provider = _provider(call.provider)
+        provider = provider_name(call.provider)
         summary = summarize_http(provider, call.req_headers, call.req_body,
                                  call.resp_headers, body if undecoded is None else b"",
                                  call.status, self.prices)
@@ -206,7 +159,7 @@ class Assembler:
             response = {"undecoded": undecoded, "size": len(raw), "base64": base64.b64encode(raw[:1 << 20]).decode()}
         line = self._call_line(call, provider, summary, ident)
         writes = Writes(lines=[line])
-        digest = line["systemPromptHash"] = self._store_system_prompt(summary.system_text, writes)
+        digest = line["systemPromptHash"] = self.stored.store_system_prompt(summary.system_text, writes)
         if self._is_complete_stream(call.error, summary.is_sse, summary.response_facts.is_terminal):
             line["error"] = None
         stored_req = self._http_request(call, summary, ident, digest, writes)
@@ -223,12 +176,12 @@ class Assembler:
             line["recordingError"] = call.resp_note
         if response is summary.response and summary.response_json is not None:
             response = RawJson(summary.response_json)  # the same list, not encoded a second time
-        meta = _meta(call.method, call.url, call.upstream_url, call.req_headers, call.status, call.resp_headers)
+        meta = sidecar_meta(call.method, call.url, call.upstream_url, call.req_headers, call.status, call.resp_headers)
         writes.sidecars += [
             (call.id, "req", stored_req),
             (call.id, "res", ResponseWithMeta(RawJson(body) if whole_json else response, meta)),
         ]
-        self._remember_prompt(summary.system_text, ident, writes, provider, call.req_headers)
+        self.stored.remember_prompt(summary.system_text, ident, writes, provider, call.req_headers)
         return writes
 
     @staticmethod
@@ -254,11 +207,11 @@ class Assembler:
         object) the body as it came."""
         if not summary.request_is_json:
             return summary.request
-        chain = (_provider(call.provider), ident.session_id, ident.is_subagent, digest)
+        chain = (provider_name(call.provider), ident.session_id, ident.is_subagent, digest)
         if len(call.req_body) < WHOLE_BELOW_BYTES and isinstance(summary.request, dict) and MARK not in summary.request:
             self.chains.start(chain, call.id, summary.request)  # later requests may still build on it
             return RawJson(call.req_body)
-        packed = self._request_sidecar(call.id, summary.request, chain, summary.system_text, digest, writes)
+        packed = self.stored.request_sidecar(call.id, summary.request, chain, summary.system_text, digest, writes)
         return RawJson(call.req_body) if packed is None else packed
 
     @staticmethod
@@ -267,33 +220,10 @@ class Assembler:
         leaves before the chunked terminator) got everything: a normal end."""
         return bool(error) and is_sse and is_terminal and str(error).startswith("client disconnected")
 
-    def _store_system_prompt(self, system_text: str | None, writes: Writes) -> str | None:
-        """Write ``shared/system_{hash}.json`` the first time a prompt is seen; returns the hash."""
-        if not system_text:
-            return None
-        digest = self.sessions.prompt_digest(system_text)
-        if digest not in self._prompts_stored:
-            if len(self._prompts_stored) > MAX_REMEMBERED_PROMPTS:
-                self._prompts_stored.clear()  # the store skips files that exist; this only saves a stat
-            self._prompts_stored.add(digest)
-            writes.shared.append((f"system_{digest}", {"hash": digest, "text": system_text}))
-        return digest
-
-    def _remember_prompt(self, system_text: str | None, ident: Identity, writes: Writes,
-                         provider: str, headers: list[tuple[str, str]]) -> None:
-        """Persist the agent type seen with a Responses prompt, so a restart restores it."""
-        if not system_text or not ident.agent_type:
-            return
-        if ident.agent != "codex" and not (provider == "openai" and any(hdr.get(headers, n) for n in AGENT_TYPE_HEADERS)):
-            return
-        prompt_hash = self.sessions.remember_prompt_agent(system_text, ident.agent_type)
-        if prompt_hash:
-            writes.shared.append((f"openai_prompt_meta_{prompt_hash}", {"agentType": ident.agent_type}))
-
     # -- WebSocket ----------------------------------------------------------
 
     def _ws_opened(self, opened: WsOpened) -> None:
-        headers, provider = codex_headers(opened.req_headers), _provider(opened.provider)
+        headers, provider = codex_headers(opened.req_headers), provider_name(opened.provider)
         seen = identify_codex(headers, None) if provider == "openai" else identify(provider, opened.req_headers, None)
         ident = self.sessions.resolve(seen, opened.started)
         self._ws[opened.id] = _WsState(opened, ident, TurnTracker(opened.id), headers)
@@ -309,7 +239,7 @@ class Assembler:
         if run.seq > state.next_seq or state.waiting or kept > MAX_RECORDED_FRAME_BYTES:
             writes: Writes | None = None
             for frame in run.frames():
-                writes = _merge(writes, self._ws_frame(frame))
+                writes = merge(writes, self._ws_frame(frame))
             return writes
         state.kept_bytes = kept
         state.next_seq = run.seq + len(found)
@@ -329,7 +259,7 @@ class Assembler:
         for text, size, truncated in found:
             request = None if truncated else state.tracker.opens_turn("c2u", text)
             if request is not None and text is not None:
-                writes = _merge(writes, self._turn_opened(state, ts, size, request, text, rel_ms))
+                writes = merge(writes, self._turn_opened(state, ts, size, request, text, rel_ms))
             else:
                 self._log(state, frame_line(rel_ms, "c2u", size, text, truncated))
         return writes
@@ -342,7 +272,7 @@ class Assembler:
         writes: Writes | None = None
         for at, turn in state.tracker.upstream_run(ts, found):
             state.logged = logged + _byte_length(lines[:at + 1])
-            writes = _merge(writes, self._turn_writes(state, [turn]))
+            writes = merge(writes, self._turn_writes(state, [turn]))
         state.logged = logged + _byte_length(lines)
         return writes
 
@@ -359,7 +289,7 @@ class Assembler:
         while state.waiting and (state.waiting[0][0] <= state.next_seq or len(state.waiting) > MAX_WAITING_FRAMES):
             _, _, ready = heapq.heappop(state.waiting)  # (past the cap: a dropped item left a gap; skip it)
             state.next_seq = ready.seq + 1
-            writes = _merge(writes, self._ws_frame_in_order(state, ready))
+            writes = merge(writes, self._ws_frame_in_order(state, ready))
         return writes
 
     def _drain_waiting(self, state: _WsState) -> Writes | None:
@@ -367,7 +297,7 @@ class Assembler:
         writes: Writes | None = None
         while state.waiting:
             _, _, frame = heapq.heappop(state.waiting)
-            writes = _merge(writes, self._ws_frame_in_order(state, frame))
+            writes = merge(writes, self._ws_frame_in_order(state, frame))
         return writes
 
     def take_frames(self) -> list[tuple[str, bytes, bool]]:
@@ -430,18 +360,18 @@ class Assembler:
         # frame's own is worked out only when it may name one
         seen = identify_codex(state.headers, request) if codex_may_name_session(state.headers, request) else None
         ident = self.sessions.resolve(seen if seen and seen.session_id else state.identity, ts, system_text)
-        self._remember_prompt(system_text, ident, writes, "openai", state.opened.req_headers)
+        self.stored.remember_prompt(system_text, ident, writes, "openai", state.opened.req_headers)
         state.identity = _richer(state.identity, ident)
-        digest = self._store_system_prompt(system_text, writes)
+        digest = self.stored.store_system_prompt(system_text, writes)
         chain = ("ws", ident.session_id or state.opened.id, ident.is_subagent, digest)
-        packed = self._request_sidecar(turn_id, request, chain, system_text, digest, writes)
+        packed = self.stored.request_sidecar(turn_id, request, chain, system_text, digest, writes)
         stored = _COMPACT_JSON(packed) if packed is not None else (
             text if "\n" not in text else json.dumps(request, ensure_ascii=False))
         offset = self._log(state, create_line(turn_id, rel_ms, size, stored))
         state.starts[state.creates] = _TurnStart(identity_fields(ident), digest, offset)
         state.creates += 1
         opened = state.opened
-        writes.started.append(InFlight(turn_id, int(ts * 1000), "WS", opened.url, _provider(opened.provider),
+        writes.started.append(InFlight(turn_id, int(ts * 1000), "WS", opened.url, provider_name(opened.provider),
                                        "websocket", ident.session_id, facts.model, opened.id, facts.title))
         return writes
 
@@ -458,7 +388,7 @@ class Assembler:
         opened = state.opened
         if state.turn_fields is None:  # what every turn line of the connection says alike, in the line's order
             state.turn_fields = dict.fromkeys(INDEX_FIELDS)
-            state.turn_fields.update(kind="turn", transport="websocket", provider=_provider(opened.provider),
+            state.turn_fields.update(kind="turn", transport="websocket", provider=provider_name(opened.provider),
                                      method="WS", url=opened.url, isSSE=False, connectionId=opened.id)
         line = state.turn_fields.copy()
         line.update(
@@ -478,14 +408,14 @@ class Assembler:
         pending = self._drain_waiting(state)
         writes = self._turn_writes(state, state.tracker.finish(end_ts, "connection closed before the turn ended"))
         if pending is not None:
-            writes = _merge(pending, writes) or writes
+            writes = merge(pending, writes) or writes
         if state.out or state.logged:
             self._ended.append((closed.conn_id, state.out))
             state.out = []  # taken as the connection's last lines, not again as a live one's
         opened = state.opened
         writes.lines.append(index_line(
             id=opened.id, ts=iso_ms(end_ts), receivedAt=int(opened.started * 1000), kind="connection",
-            transport="websocket", provider=_provider(opened.provider), method="GET", url=opened.url,
+            transport="websocket", provider=provider_name(opened.provider), method="GET", url=opened.url,
             status=closed.status, elapsed=round(closed.elapsed_s * 1000, 1), isSSE=False,
             error=closed.error, frameCounts=closed.frame_counts, byteCounts=closed.byte_counts,
             close=closed.close.to_json(), turnCount=state.turns, frames=[0, state.logged],
@@ -494,6 +424,6 @@ class Assembler:
         refusal = closed.resp_body.decode("utf-8", "replace") if closed.resp_body else None
         if refusal is not None:
             writes.sidecars.append((opened.id, "res", {"refusal": refusal}))
-        writes.sidecars.append((opened.id, "meta", _meta("GET", opened.url, opened.upstream_url, opened.req_headers,
-                                                         closed.status, closed.resp_headers)))
+        writes.sidecars.append((opened.id, "meta", sidecar_meta("GET", opened.url, opened.upstream_url, opened.req_headers,
+                                                                closed.status, closed.resp_headers)))
         return writes

@@ -45,7 +45,8 @@ import threading
 import time
 from typing import Any, Callable, Union
 
-from .assemble import Assembler, Writes
+from .assemble import Assembler
+from .writes import Writes
 from .framelog import conn_of_turn
 from .inflight import InFlight
 from .offsets import IndexOffsets

@@ -237,7 +237,7 @@ def test_a_turn_the_connection_cut_short_is_no_longer_under_way(tmp_path: Path) 
 
 def test_a_turn_whose_line_could_not_be_built_ends_with_its_connection(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    import ccxray.assemble as assemble_module
+    import ccxray.wsassemble as wsassemble_module
     from ccxray.inflight import InFlightRegistry
 
     registry = InFlightRegistry()
@@ -249,7 +249,7 @@ def test_a_turn_whose_line_could_not_be_built_ends_with_its_connection(
 
     def broken(*args: object) -> dict[str, object]:
         raise RuntimeError("a bug building the turn line")
-    monkeypatch.setattr(assemble_module, "summarize_turn", broken)
+    monkeypatch.setattr(wsassemble_module, "summarize_turn", broken)
     recorder.handle_now(WsClosed("c3", 101, [], b"", CloseInfo("client", 1006), {}, {}, 9.0))
     assert registry.list() == [] and "could not handle WsClosed" in caplog.text
     recorder.store.close()

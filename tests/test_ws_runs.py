@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ccxray import assemble
+from ccxray import wsassemble
 from ccxray.assemble import Assembler
 from ccxray.pricing import PriceTable
 from ccxray.record import CloseInfo, WsClosed, WsOpened, WsRun
@@ -82,7 +82,7 @@ def test_runs_record_as_their_frames_one_by_one(shape: list[tuple[str, list[Foun
 
 
 def test_a_run_that_crosses_the_recording_cap_is_cut_where_frames_are(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(assemble, "MAX_RECORDED_FRAME_BYTES", 100)
+    monkeypatch.setattr(wsassemble, "MAX_RECORDED_FRAME_BYTES", 100)
     delta = '{"type":"response.output_text.delta","item_id":"m1","delta":"' + "x" * 30 + '"}'
     done = '{"type":"response.completed","response":{"status":"completed"}}'
     _both([("c2u", [(CREATE, len(CREATE), False)]),

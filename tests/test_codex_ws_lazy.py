@@ -59,20 +59,7 @@ def test_fixture_turns_match_the_full_parse() -> None:
 
 def test_terminal_output_settles_the_deltas_without_decoding_them() -> None:
     frames = _fixture_frames()
-    decoded: list[str] = []
-    real = TurnTracker("c")
-    import ccxray.wire.codex_ws as codex_ws
-    original = codex_ws.decode
-
-    def spy(text: str) -> object:
-        decoded.append(event_kind(text) or "?")
-        return original(text)
-    codex_ws.decode = spy  # type: ignore[assignment]
-    try:
-        for direction, ts, text, size in frames:
-            real.on_frame(direction, ts, text, size)
-    finally:
-        codex_ws.decode = original  # type: ignore[assignment]
+    decoded = _decoded_kinds(frames)
     deltas = sum(1 for f in frames if f[2] and event_kind(f[2]) == "response.output_text.delta")
     # the fixture's turn streams its reply in deltas, after the output_item.added that
     # proves the first token, and its response.completed carries the output: none is decoded

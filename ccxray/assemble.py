@@ -155,8 +155,7 @@ class Assembler:
         if not summary.request_is_json:
             return summary.request
         chain = (provider_name(call.provider), ident.session_id, ident.is_subagent, digest)
-        if len(call.req_body) < WHOLE_BELOW_BYTES and isinstance(summary.request, dict) and MARK not in summary.request:
-            self.chains.start(chain, call.id, summary.request)  # later requests may still build on it
+        if self.stored.keep_whole(call.id, summary.request, len(call.req_body), chain):
             return RawJson(call.req_body)
         packed = self.stored.request_sidecar(call.id, summary.request, chain, summary.system_text, digest, writes)
         return RawJson(call.req_body) if packed is None else packed

@@ -10,7 +10,7 @@ named, not written again, by the other.
 from __future__ import annotations
 
 from . import headers as hdr
-from .reqdelta import Chains
+from .reqdelta import MARK, WHOLE_BELOW_BYTES, Chains
 from .sessions import Identity, SessionTracker
 from .writes import Writes
 
@@ -32,6 +32,15 @@ class Stored:
         prune, the next requests are stored whole and name only files written anew."""
         self._prompts_stored.clear()
         self.chains.forget()
+
+    def keep_whole(self, call_id: str, request: object, size: int, chain: object) -> bool:
+        """Whether a request is stored as it came: one under WHOLE_BELOW_BYTES is (a delta
+        there saves no disk block and costs a pack and an encode per call); it still
+        becomes the base its chain's next request builds on."""
+        if size >= WHOLE_BELOW_BYTES or not isinstance(request, dict) or MARK in request:
+            return False
+        self.chains.start(chain, call_id, request)
+        return True
 
     def request_sidecar(self, call_id: str, request: object, chain: object, system_text: str | None,
                         digest: str | None, writes: Writes) -> object | None:

@@ -249,9 +249,12 @@ class WsAssembler:
         state.identity = _richer(state.identity, ident)
         digest = self.stored.store_system_prompt(system_text, writes)
         chain = ("ws", ident.session_id or state.opened.id, ident.is_subagent, digest)
-        packed = self.stored.request_sidecar(turn_id, request, chain, system_text, digest, writes)
-        stored = _COMPACT_JSON(packed) if packed is not None else (
-            text if "\n" not in text else json.dumps(request, ensure_ascii=False))
+        if "\n" not in text and self.stored.keep_whole(turn_id, request, size, chain):
+            stored = text  # as HTTP requests under a disk block are: as they came
+        else:
+            packed = self.stored.request_sidecar(turn_id, request, chain, system_text, digest, writes)
+            stored = _COMPACT_JSON(packed) if packed is not None else (
+                text if "\n" not in text else json.dumps(request, ensure_ascii=False))
         offset = self._log(state, create_line(turn_id, rel_ms, size, stored))
         state.starts[state.creates] = _TurnStart(identity_fields(ident), digest, offset)
         state.creates += 1

@@ -255,6 +255,24 @@ def test_a_turn_whose_line_could_not_be_built_ends_with_its_connection(
     recorder.store.close()
 
 
+def test_a_small_create_is_logged_as_sent_and_the_next_builds_on_it(tmp_path: Path) -> None:
+    from ccxray.reqdelta import WHOLE_BELOW_BYTES, delta_base
+
+    logs = tmp_path / "logs"
+    said = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "ping"}]}]
+    small = {"type": "response.create", "model": "gpt-5-codex", "input": said}
+    larger = {**small, "input": said + [{"type": "message", "role": "user", "content": [
+        {"type": "input_text", "text": "x" * WHOLE_BELOW_BYTES}]}]}
+    recorder = _record(logs, _session("c4", time.time(), [small, larger]))
+    recorder.store.close()
+    creates = [l for l in (logs / "c4_frames.ndjson").read_text().splitlines() if l.startswith('{"turn"')]
+    assert json.loads(creates[0])["request"] == small and json.dumps(small) in creates[0]  # the text that came
+    assert delta_base(json.loads(creates[1])["request"]) == "c4-t0"
+    for turn_id, create in (("c4-t0", small), ("c4-t1", larger)):
+        call = read_call(logs, turn_id)
+        assert call is not None and json.dumps(call["request"]) == json.dumps(create)
+
+
 def _keep_only(logs: Path, keep: set[str]) -> None:
     lines = [l for l in read_index(logs / "index.ndjson") if l["id"] in keep]
     (logs / "index.ndjson").write_text("".join(json.dumps(l) + "\n" for l in lines))

@@ -27,6 +27,18 @@ def _pipe(a: socket.socket, b: socket.socket, stopping: threading.Event) -> None
             (b if sock is a else a).sendall(data)
 
 
+def read_head(sock: socket.socket) -> bytes | None:
+    """Bytes up to and past the blank line that ends an HTTP head; None if the peer
+    closed first."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return None
+        head += chunk
+    return head
+
+
 class _Server:
     def __init__(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -89,12 +101,9 @@ class ConnectProxy(_Server):
         self.auth: list[str | None] = []
 
     def handle(self, sock: socket.socket) -> None:
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = sock.recv(4096)
-            if not chunk:
-                return
-            head += chunk
+        head = read_head(sock)
+        if head is None:
+            return
         lines = head.split(b"\r\n")
         method, target, _ = lines[0].decode().split(" ", 2)
         self.targets.append(target)

@@ -14,6 +14,8 @@ import pytest
 from tools.fuzz_client import UPSTREAM_SLOW, run_case
 from tools.fuzz_common import Case
 
+from .netfixtures import read_head
+
 
 @pytest.fixture
 def refusing_proxy() -> Iterator[tuple[int, list[bytes]]]:
@@ -29,12 +31,7 @@ def refusing_proxy() -> Iterator[tuple[int, list[bytes]]]:
             except OSError:
                 return
             with conn:
-                buf = b""
-                while b"\r\n\r\n" not in buf:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        break
-                    buf += chunk
+                read_head(conn)
                 if answers:
                     conn.sendall(answers.pop(0))
 

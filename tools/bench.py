@@ -22,7 +22,11 @@ machine's cores, so rates (req/s, frames/s) are what this machine does with
 all three competing. "proxy CPU per request/frame" (utime+stime of the proxy
 process, recorder backlog included) is the machine-independent figure, and
 "capacity on one core" is its inverse: what the proxy would sustain with a
-core to itself.
+core to itself. Against ccxray, the "recorder" column says whether its
+recorder kept up with the phase a figure comes from (``/_api/health``:
+records dropped, items still queued when the timing ended, time to drain);
+a figure taken while records were dropped is marked DROPPED and named in a
+warning under the table, since it understates the cost of recording.
 
 Issue 2 (HTTP) targets: added p50 < 0.5 ms at c=1; >= 2,000 small req/s at
 c=32 on one core; SSE first byte within 1 ms of direct; 10 MB throughput at
@@ -50,7 +54,7 @@ from tools.bench_log import run_log  # noqa: E402
 from tools.bench_plan import Plan, Report  # noqa: E402
 from tools.bench_storage import run_storage  # noqa: E402
 from tools.bench_procs import BenchSetupError, Services  # noqa: E402
-from tools.bench_report import fmt, render_table, summary  # noqa: E402
+from tools.bench_report import dropped_warning, fmt, render_table, summary  # noqa: E402
 from tools.bench_wire import BenchProtocolError  # noqa: E402
 from tools.bench_ws import close_session, open_session, rtt_samples, run_ws  # noqa: E402
 
@@ -158,7 +162,8 @@ def side_by_side(ours: Report, peers: dict[str, Report]) -> str:
         if row.proxy is None:
             continue
         cells = [fmt(found[label].get((row.section, row.metric))) for label in labels]
-        out.append(f"| {row.metric.strip()} | {row.unit} | {fmt(row.direct)} | {fmt(row.proxy)} | "
+        dropped = " (records dropped)" if row.recorder is not None and row.recorder.dropped else ""
+        out.append(f"| {row.metric.strip()} | {row.unit} | {fmt(row.direct)} | {fmt(row.proxy)}{dropped} | "
                    + " | ".join(cells) + " |")
     return "\n".join(out)
 
@@ -168,7 +173,7 @@ def _write_json(path: str, report: Report, plan: Plan, elapsed_s: float, peers: 
         "peers": {label: [row.to_json() for row in peer.rows] for label, peer in peers.items()},
         "plan": plan.__dict__, "elapsed_s": elapsed_s, "cores": os.cpu_count(),
         "python": platform.python_version(), "rows": [row.to_json() for row in report.rows],
-        "notes": report.notes, "details": report.details,
+        "notes": report.notes, "details": report.details, "recorder_warning": dropped_warning(report.rows),
     }
     Path(path).write_text(json.dumps(data, indent=2, default=str) + "\n")
 
@@ -188,6 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     print()
     print(render_table(report.rows))
+    warning = dropped_warning(report.rows)
+    if warning:
+        print(f"\n{warning}")
     print()
     for text in report.notes:
         print(f"- {text}")

@@ -99,13 +99,15 @@ def small_c1(svc: Services, plan: Plan, report: Report) -> None:
             for port in (svc.fake_port, svc.proxy_port)]
     direct, proxy = runs
     added = _p(proxy.samples, 50) - _p(direct.samples, 50)
+    recorder = proxy.cpu.recorder
     report.add(Row(SECTION, "small POST c=1 latency p50", "ms", _p(direct.samples, 50), _p(proxy.samples, 50),
-                   Compare.ADDED, "added < 0.5", added < 0.5))
+                   Compare.ADDED, "added < 0.5", added < 0.5, recorder))
     report.add(Row(SECTION, "small POST c=1 latency p99", "ms", _p(direct.samples, 99), _p(proxy.samples, 99),
-                   Compare.ADDED))
+                   Compare.ADDED, recorder=recorder))
     rates = [len(r.samples) / (sum(s.done_ns for s in r.samples) / 1e9) for r in runs]
-    report.add(Row(SECTION, "small POST c=1 requests/s", "req/s", rates[0], rates[1], Compare.RATIO))
-    report.add(Row(SECTION, "proxy CPU per small request c=1", "us", None, _cpu_us(proxy)))
+    report.add(Row(SECTION, "small POST c=1 requests/s", "req/s", rates[0], rates[1], Compare.RATIO,
+                   recorder=recorder))
+    report.add(Row(SECTION, "proxy CPU per small request c=1", "us", None, _cpu_us(proxy), recorder=recorder))
     report.details["http_c1"] = {"samples": [len(direct.samples), len(proxy.samples)],
                                  "proxy_cpu_s": proxy.cpu.proxy_s, "requests": proxy.requests}
 
@@ -122,15 +124,20 @@ def small_c32(svc: Services, plan: Plan, report: Report) -> None:
         if result.errors or result.bad_status:
             report.note(f"c={plan.c32_conns} load: {result.errors} errors, {result.bad_status} non-200 ({result.error_text})")
     p = [[ms(percentile(r.latencies_ns, pct)) for r in (direct, proxy)] for pct in (50, 99)]
-    report.add(pair_row(SECTION, f"small POST c={plan.c32_conns} latency p50", "ms", p[0], Compare.ADDED))
-    report.add(pair_row(SECTION, f"small POST c={plan.c32_conns} latency p99", "ms", p[1], Compare.ADDED))
+    recorder = cpu.recorder
+    report.add(pair_row(SECTION, f"small POST c={plan.c32_conns} latency p50", "ms", p[0], Compare.ADDED,
+                        recorder=recorder))
+    report.add(pair_row(SECTION, f"small POST c={plan.c32_conns} latency p99", "ms", p[1], Compare.ADDED,
+                        recorder=recorder))
     report.add(Row(SECTION, f"small POST c={plan.c32_conns} requests/s (2 shared cores)", "req/s",
-                   direct.per_second, proxy.per_second, Compare.RATIO, "proxy >= 2,000", proxy.per_second >= 2000))
+                   direct.per_second, proxy.per_second, Compare.RATIO, "proxy >= 2,000", proxy.per_second >= 2000,
+                   recorder))
     cpu_per_req = cpu.proxy_s / max(1, proxy.total)
-    report.add(Row(SECTION, f"proxy CPU per small request c={plan.c32_conns}", "us", None, cpu_per_req * 1e6))
+    report.add(Row(SECTION, f"proxy CPU per small request c={plan.c32_conns}", "us", None, cpu_per_req * 1e6,
+                   recorder=recorder))
     capacity = 1 / cpu_per_req if cpu_per_req else float("inf")
     report.add(Row(SECTION, "  => small POSTs on one core (1/CPU)", "req/s", None, capacity,
-                   Compare.NONE, ">= 2,000", capacity >= 2000))
+                   Compare.NONE, ">= 2,000", capacity >= 2000, recorder))
     note_shares(report, f"c={plan.c32_conns} HTTP", direct, proxy, cpu.settle_s)
     report.details["http_c32"] = {"direct": _load_json(direct), "proxy": _load_json(proxy),
                                   "proxy_cpu_s": cpu.proxy_s, "fake_cpu_s": cpu.fake_s, "settle_s": cpu.settle_s}
@@ -150,10 +157,11 @@ def sse(svc: Services, plan: Plan, report: Report) -> None:
         how = "proxy idle before each" if idle else "back to back"
         first = [_p(r.samples, 50, first=True) for r in (direct, proxy)]
         report.add(pair_row(SECTION, f"SSE {events} events, {how}: first byte p50", "ms", first, Compare.ADDED,
-                            "added <= 1", first[1] - first[0] <= 1.0))
+                            "added <= 1", first[1] - first[0] <= 1.0, proxy.cpu.recorder))
         report.add(Row(SECTION, f"SSE {events} events, {how}: total p50", "ms", _p(direct.samples, 50),
-                       _p(proxy.samples, 50), Compare.ADDED))
-    report.add(Row(SECTION, "proxy CPU per SSE event (recording included)", "us", None, _cpu_us(proxy) / events))
+                       _p(proxy.samples, 50), Compare.ADDED, recorder=proxy.cpu.recorder))
+    report.add(Row(SECTION, "proxy CPU per SSE event (recording included)", "us", None, _cpu_us(proxy) / events,
+                   recorder=proxy.cpu.recorder))
 
 
 def big_body(svc: Services, plan: Plan, report: Report) -> None:
@@ -163,9 +171,9 @@ def big_body(svc: Services, plan: Plan, report: Report) -> None:
     mib = plan.big_bytes / (1 << 20)
     rates = [mib / (_p(r.samples, 50) / 1000) for r in (direct, proxy)]
     report.add(pair_row(SECTION, f"{mib:.0f} MiB response throughput (median)", "MiB/s", rates, Compare.RATIO,
-                        ">= x0.50", rates[1] >= 0.5 * rates[0]))
+                        ">= x0.50", rates[1] >= 0.5 * rates[0], proxy.cpu.recorder))
     report.add(Row(SECTION, f"proxy CPU per {mib:.0f} MiB response (recording included)", "ms", None,
-                   _cpu_us(proxy) / 1000))
+                   _cpu_us(proxy) / 1000, recorder=proxy.cpu.recorder))
 
 
 def run_http(svc: Services, plan: Plan, report: Report) -> None:

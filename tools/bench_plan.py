@@ -8,6 +8,7 @@ from typing import Any, Callable, TypeVar
 
 from tools.bench_load import LoadResult
 from tools.bench_procs import CpuMark, Services
+from tools.bench_recorder import RecorderHealth, over_phase, read_health
 from tools.bench_report import Row
 
 T = TypeVar("T")
@@ -78,21 +79,27 @@ class CpuUse:
     fake_s: float
     wall_s: float
     settle_s: float  # how long after the phase the servers kept working (recorder drain)
+    recorder: RecorderHealth | None = None  # ccxray's own account of the phase; None for a peer
 
 
 def measured(svc: Services, phase: Callable[[], T]) -> tuple[T, CpuUse]:
-    """Run ``phase`` between two idle points and charge it the servers' CPU time."""
+    """Run ``phase`` between two idle points and charge it the servers' CPU time.
+
+    Against ccxray, also what its recorder did meanwhile (drops, backlog at
+    the end, time to drain), so no figure passes for complete recording when
+    records were dropped.
+    """
     svc.settle()
+    port = svc.recorder_port
+    health = None if port is None else read_health(port)
     before = svc.cpu_mark()
     result = phase()
     ended = time.monotonic()
+    recorder = None if port is None or health is None else over_phase(port, health)
     settle_s = svc.settle()
     after = svc.cpu_mark()
-    return result, _use(before, after, ended - before.wall, settle_s)
-
-
-def _use(before: CpuMark, after: CpuMark, wall_s: float, settle_s: float) -> CpuUse:
-    return CpuUse(after.proxy - before.proxy, after.fake - before.fake, wall_s, settle_s)
+    return result, CpuUse(after.proxy - before.proxy, after.fake - before.fake, ended - before.wall, settle_s,
+                          recorder)
 
 
 class Deadline:

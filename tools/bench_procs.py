@@ -250,6 +250,11 @@ class Services:
         self.proxy_port = port
 
     @property
+    def recorder_port(self) -> int | None:
+        """Where ccxray answers ``/_api/health``; None for a peer (no such endpoint)."""
+        return self.proxy_port if self.proxy_cmd is None else None
+
+    @property
     def proxy_pid(self) -> int:
         return self._alive(self.proxy, "proxy")
 

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any, Sequence
 
+from tools.bench_recorder import RecorderHealth
+
 
 class Compare(Enum):
     """How the proxy column relates to the direct column."""
@@ -31,7 +33,8 @@ def ms(ns: float) -> float:
 
 @dataclass
 class Row:
-    """One line of the table. ``passed`` is None when the row has no target."""
+    """One line of the table. ``passed`` is None when the row has no target;
+    ``recorder`` is ccxray's account of the phase the figure comes from."""
 
     section: str
     metric: str
@@ -41,6 +44,7 @@ class Row:
     compare: Compare = Compare.NONE
     target: str = ""
     passed: bool | None = None
+    recorder: RecorderHealth | None = None
 
     @property
     def delta(self) -> float | None:
@@ -60,10 +64,10 @@ class Row:
 
 
 def pair_row(section: str, metric: str, unit: str, values: Sequence[float], compare: Compare = Compare.ADDED,
-             target: str = "", passed: bool | None = None) -> Row:
+             target: str = "", passed: bool | None = None, recorder: RecorderHealth | None = None) -> Row:
     """A row from a ``(direct, proxy)`` pair."""
     direct, proxy = values
-    return Row(section, metric, unit, direct, proxy, compare, target, passed)
+    return Row(section, metric, unit, direct, proxy, compare, target, passed, recorder)
 
 
 def fmt(value: float | None) -> str:
@@ -97,12 +101,13 @@ def _verdict(row: Row) -> str:
     return "" if row.passed is None else ("PASS" if row.passed else "FAIL")
 
 
-HEADER = ("metric", "unit", "direct", "proxy", "added/ratio", "target", "result")
+HEADER = ("metric", "unit", "direct", "proxy", "added/ratio", "target", "result", "recorder (ccxray)")
 
 
 def render_table(rows: list[Row]) -> str:
     """A fixed-width table, one block per section."""
-    cells = [[r.metric, r.unit, fmt(r.direct), fmt(r.proxy), _delta_text(r), r.target, _verdict(r)] for r in rows]
+    cells = [[r.metric, r.unit, fmt(r.direct), fmt(r.proxy), _delta_text(r), r.target, _verdict(r),
+              r.recorder.text() if r.recorder else ""] for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(HEADER)]
     numeric = {2, 3, 4}
 
@@ -118,6 +123,15 @@ def render_table(rows: list[Row]) -> str:
             out.append(f"[{section}]")
         out.append(line(values))
     return "\n".join(out)
+
+
+def dropped_warning(rows: list[Row]) -> str | None:
+    """The line that says which figures were taken while ccxray dropped records, if any."""
+    hit = [r.metric.strip() for r in rows if r.recorder is not None and r.recorder.dropped]
+    if not hit:
+        return None
+    return (f"WARNING: {len(hit)} figures were taken while ccxray's recorder DROPPED records (it fell behind); "
+            f"they understate the cost of recording everything: {'; '.join(hit)}")
 
 
 def summary(rows: list[Row]) -> str:

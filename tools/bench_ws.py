@@ -100,22 +100,25 @@ def handshake_samples(port: int, count: int, warmup: int, deadline_s: float) -> 
     return out
 
 
-def _pair_rows(report: Report, name: str, direct: list[int], proxy: list[int], limit_ms: float) -> None:
+def _pair_rows(report: Report, name: str, direct: list[int], proxy: list[int], limit_ms: float,
+               cpu: CpuUse) -> None:
     p50 = [ms(percentile(s, 50)) for s in (direct, proxy)]
     p99 = [ms(percentile(s, 99)) for s in (direct, proxy)]
-    report.add(pair_row(SECTION, f"{name} p50", "ms", p50, Compare.ADDED, f"proxy < {limit_ms:g}", p50[1] < limit_ms))
-    report.add(pair_row(SECTION, f"{name} p99", "ms", p99, Compare.ADDED))
+    report.add(pair_row(SECTION, f"{name} p50", "ms", p50, Compare.ADDED, f"proxy < {limit_ms:g}", p50[1] < limit_ms,
+                        cpu.recorder))
+    report.add(pair_row(SECTION, f"{name} p99", "ms", p99, Compare.ADDED, recorder=cpu.recorder))
 
 
 def _cpu_row(report: Report, what: str, cpu: CpuUse, count: int) -> None:
-    report.add(Row(SECTION, f"proxy CPU per {what}", "us", None, cpu.proxy_s / max(1, count) * 1e6))
+    report.add(Row(SECTION, f"proxy CPU per {what}", "us", None, cpu.proxy_s / max(1, count) * 1e6,
+                   recorder=cpu.recorder))
 
 
 def round_trip(svc: Services, plan: Plan, report: Report) -> None:
     runs = [measured(svc, partial(rtt_samples, port, plan.ws_rtt_samples, plan.ws_rtt_warmup, plan.loop_deadline_s))
             for port in (svc.fake_port, svc.proxy_port)]
     (direct, _), (proxy, cpu) = runs
-    _pair_rows(report, "echo round trip (1 conn)", direct, proxy, 0.25)
+    _pair_rows(report, "echo round trip (1 conn)", direct, proxy, 0.25, cpu)
     _cpu_row(report, "echo round trip (2 frames)", cpu, len(proxy) + plan.ws_rtt_warmup)
 
 
@@ -124,7 +127,7 @@ def handshake(svc: Services, plan: Plan, report: Report) -> None:
     runs = [measured(svc, partial(handshake_samples, port, plan.ws_handshakes, warmup, plan.loop_deadline_s))
             for port in (svc.fake_port, svc.proxy_port)]
     (direct, _), (proxy, cpu) = runs
-    _pair_rows(report, "handshake (connect to 101)", direct, proxy, 1.0)
+    _pair_rows(report, "handshake (connect to 101)", direct, proxy, 1.0, cpu)
     _cpu_row(report, "session (handshake + close)", cpu, len(proxy) + warmup)
 
 
@@ -143,18 +146,20 @@ def frames_per_second(svc: Services, plan: Plan, report: Report) -> None:
     for result in (direct, proxy):
         if result.errors:
             report.note(f"WS load: {result.errors} errors ({result.error_text})")
-    k, n = plan.ws_frames_per_round, plan.ws_conns
+    k, n, recorder = plan.ws_frames_per_round, plan.ws_conns, cpu.recorder
     report.add(Row(SECTION, f"frames/s out, {n} conns (1 in : {k} out, 2 shared cores)", "frame/s",
                    direct.frames_per_second, proxy.frames_per_second, Compare.RATIO, "proxy >= 80,000",
-                   proxy.frames_per_second >= 80_000))
+                   proxy.frames_per_second >= 80_000, recorder))
     p50 = [ms(percentile(r.latencies_ns, 50)) for r in (direct, proxy)]
-    report.add(pair_row(SECTION, f"round (1 in, {k} out) latency p50 under load", "ms", p50, Compare.ADDED))
+    report.add(pair_row(SECTION, f"round (1 in, {k} out) latency p50 under load", "ms", p50, Compare.ADDED,
+                        recorder=recorder))
     # CPU is charged per frame out; the in-frames (one per K out) ride along in the figure.
     cpu_per_frame = cpu.proxy_s / max(1, proxy.frames_total)
-    report.add(Row(SECTION, "proxy CPU per frame out (in-frames included)", "us", None, cpu_per_frame * 1e6))
+    report.add(Row(SECTION, "proxy CPU per frame out (in-frames included)", "us", None, cpu_per_frame * 1e6,
+                   recorder=recorder))
     capacity = 1 / cpu_per_frame if cpu_per_frame else float("inf")
     report.add(Row(SECTION, "  => frames out on one core (1/CPU)", "frame/s", None, capacity, Compare.NONE,
-                   ">= 80,000", capacity >= 80_000))
+                   ">= 80,000", capacity >= 80_000, recorder))
     note_shares(report, f"{n}-conn WebSocket", direct, proxy, cpu.settle_s)
     report.details["ws_frames"] = {"direct_frames": direct.frames, "proxy_frames": proxy.frames,
                                    "proxy_frames_total": proxy.frames_total, "proxy_cpu_s": cpu.proxy_s}

@@ -22,6 +22,7 @@ from . import __version__, safeout
 from .arenas import bound_arenas, find_mallopt
 from .config import ENV_HELP, Settings, environ, load_settings
 from .errors import CcxrayError, ConfigError
+from .gctune import tune_gc
 from .hub import HubError, bind_error, find
 from .hubfiles import HubPaths, locked, register, remove
 from .hubserve import HubProcess, run_background, stop_on_signals
@@ -140,9 +141,11 @@ def prepare_threads() -> None:
 def _start_foreground(settings: Settings) -> ProxyServer:
     prepare_threads()
     try:
-        return ProxyServer(settings).start()
+        server = ProxyServer(settings).start()
     except OSError as exc:
         raise OSError(exc.errno, bind_error(settings, exc)) from exc
+    tune_gc()
+    return server
 
 
 def _attach(paths: HubPaths, url: str, pid: int, stop: threading.Event) -> int:

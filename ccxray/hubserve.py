@@ -27,6 +27,7 @@ from typing import Any, Callable
 from . import __version__
 from .config import Settings
 from .errors import ConfigError
+from .gctune import tune_gc
 from .hub import HubInfo, bind_error
 from .hubfiles import HubPaths, launchers, locked, process_start, read_json, remove, write_json_atomic
 from .server import ProxyServer
@@ -145,6 +146,7 @@ def _daemon(settings: Settings, keep: bool, grace_s: float, ready_fd: int,
         os.write(ready_fd, message.encode())
         os.close(ready_fd)
         return 1
+    tune_gc()
     stop = stop_on_signals()
     hub = HubProcess(server, keep, False, grace_s)
     hub.publish()

@@ -1,6 +1,7 @@
 """The process-wide thread settings the CLI applies before serving: malloc
 arenas bounded where glibc allows it, and a thread stack that still holds
-the deepest JSON the proxy may have to render."""
+the deepest JSON the proxy may have to render (with the collector settings
+a serving process takes)."""
 
 from __future__ import annotations
 
@@ -41,8 +42,10 @@ DEEP_JSON_IN_A_THREAD = textwrap.dedent("""
     import json, sys, threading
     from ccxray.cli import prepare_threads
     from ccxray.conversation import _json_text
+    from ccxray.gctune import tune_gc
 
     prepare_threads()
+    tune_gc()  # and the collector settings of a serving process
     outcome = []
 
     def deepest(opening, closing, leaf):

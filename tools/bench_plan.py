@@ -95,7 +95,7 @@ def measured(svc: Services, phase: Callable[[], T]) -> tuple[T, CpuUse]:
     before = svc.cpu_mark()
     result = phase()
     ended = time.monotonic()
-    recorder = None if port is None or health is None else over_phase(port, health)
+    recorder = None if health is None else over_phase(svc.proxy_port, health)
     settle_s = svc.settle()
     after = svc.cpu_mark()
     return result, CpuUse(after.proxy - before.proxy, after.fake - before.fake, ended - before.wall, settle_s,

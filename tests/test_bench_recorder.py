@@ -73,7 +73,7 @@ def test_a_figure_taken_with_records_dropped_is_flagged_everywhere(tmp_path: Pat
 
     table = render_table(report.rows)
     flagged = next(line for line in table.splitlines() if "proxy CPU per frame" in line)
-    assert "DROPPED 12,345 frames, 2 bodies; 34,000 queued, 3.2s to drain" in flagged
+    assert "DROPPED 12,345 frames, 2 bodies; 34,000 queued, 3.20s to drain" in flagged
     warning = dropped_warning(report.rows)
     assert warning is not None and "DROPPED" in warning and "proxy CPU per frame out" in warning
     assert "round trip" not in warning

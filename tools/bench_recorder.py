@@ -60,7 +60,7 @@ class RecorderHealth:
     def text(self) -> str:
         """One table cell: drops first and in capitals, then the backlog at the end."""
         drain = "not drained in {:g}s".format(DRAIN_DEADLINE_S) if self.drain_s is None \
-            else f"{self.drain_s:.1f}s to drain"
+            else f"{self.drain_s:.2f}s to drain"
         head = f"DROPPED {self.frames_dropped:,} frames, {self.sidecars_dropped:,} bodies; " if self.dropped \
             else "0 dropped; "
         tail = f"; {self.failures:,} failed writes" if self.failures else ""

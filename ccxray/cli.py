@@ -22,10 +22,9 @@ from . import __version__, safeout
 from .arenas import bound_arenas, find_mallopt
 from .config import ENV_HELP, Settings, environ, load_settings
 from .errors import CcxrayError, ConfigError
-from .gctune import tune_gc
 from .hub import HubError, bind_error, find
 from .hubfiles import HubPaths, locked, register, remove
-from .hubserve import HubProcess, run_background, stop_on_signals
+from .hubserve import HubProcess, run_background, start_server, stop_on_signals
 from .server import ProxyServer
 
 # Two relay threads per WebSocket; the size does not change RSS (untouched pages are free) but bounds
@@ -141,11 +140,9 @@ def prepare_threads() -> None:
 def _start_foreground(settings: Settings) -> ProxyServer:
     prepare_threads()
     try:
-        server = ProxyServer(settings).start()
+        return start_server(settings)
     except OSError as exc:
         raise OSError(exc.errno, bind_error(settings, exc)) from exc
-    tune_gc()
-    return server
 
 
 def _attach(paths: HubPaths, url: str, pid: int, stop: threading.Event) -> int:

@@ -15,9 +15,9 @@ scenario of the bench (medians of 3 runs, the defaults interleaved).
 Garbage in cycles still goes: it waits for at most YOUNG_THRESHOLD
 container allocations.
 
-Only the processes that serve call this (the foreground and background
-start paths); a test that builds a server in its own process keeps the
-interpreter's defaults.
+Only a serving process calls this (``hubserve.start_server``, the start of
+both the foreground and the background proxy); a test that builds a server
+in its own process keeps the interpreter's defaults.
 """
 
 from __future__ import annotations

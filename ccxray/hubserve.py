@@ -132,6 +132,14 @@ def _redirect_to_log(paths: HubPaths) -> None:
     os.close(log_fd)
 
 
+def start_server(settings: Settings) -> ProxyServer:
+    """The proxy of a serving process (foreground or background), started, with the
+    collector settled for the long run (``gctune``: not for servers built in tests)."""
+    server = ProxyServer(settings).start()
+    tune_gc()
+    return server
+
+
 def _daemon(settings: Settings, keep: bool, grace_s: float, ready_fd: int,
             banner: Callable[[ProxyServer], None]) -> int:
     os.setsid()  # no terminal: the launcher's Ctrl-C and hangup are not ours
@@ -139,14 +147,13 @@ def _daemon(settings: Settings, keep: bool, grace_s: float, ready_fd: int,
     paths = HubPaths(settings.home)
     _redirect_to_log(paths)
     try:
-        server = ProxyServer(settings).start()
+        server = start_server(settings)
     except (OSError, ConfigError) as exc:
         message = bind_error(settings, exc) if isinstance(exc, OSError) else str(exc)
         print(f"ccxray: {message}", flush=True)
         os.write(ready_fd, message.encode())
         os.close(ready_fd)
         return 1
-    tune_gc()
     stop = stop_on_signals()
     hub = HubProcess(server, keep, False, grace_s)
     hub.publish()

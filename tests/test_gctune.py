@@ -73,7 +73,8 @@ FOREGROUND_START = textwrap.dedent("""
 """)
 
 
-def test_the_foreground_start_path_applies_them(tmp_path: Path) -> None:
+def test_the_start_path_applies_them(tmp_path: Path) -> None:
+    """The foreground path, through ``hubserve.start_server``, which the background proxy starts with too."""
     done = subprocess.run([sys.executable, "-c", FOREGROUND_START, str(tmp_path / "home")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]

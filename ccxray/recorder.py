@@ -63,8 +63,8 @@ MAX_QUEUE_ITEMS = 100_000
 BACKLOG_ITEMS = 16
 PACE_S = 1.0
 MAX_BATCH = 512
-LINES_PER_WRITE = 32
-WRITE_EVERY_S = 0.01
+MAX_HELD_LINES = 512
+WRITE_EVERY_S = 0.01  # what was handled reaches the disk within this
 COALESCE_S = 0.002
 YIELD_EVERY_S = 0.00005
 LARGE_SIDECAR_BYTES = 256 * 1024
@@ -102,6 +102,10 @@ class Recorder:
         self._turn_end: Callable[[str], None] = lambda turn_id: None
         self._under_way: dict[str, set[str]] = {}  # connection id -> its turns announced and not ended
         self._closed: list[str] = []  # connections closed since the last write: their turns end with it
+        self._held: list[Writes] = []  # handled and not yet written (see _handle_batch)
+        self._held_calls = 0
+        self._held_lines = 0
+        self._held_since: float | None = None  # when the first item of the held window was handled
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="ccxray-recorder")
@@ -205,6 +209,7 @@ class Recorder:
         """Record one item on the caller's thread, exactly as the writer thread
         would (parse, write, publish); for tools and tests without the thread."""
         self._handle_batch([item])
+        self._write_held()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything submitted so far is written; False on timeout."""
@@ -239,9 +244,9 @@ class Recorder:
     def _run(self) -> None:
         while True:
             try:
-                batch = [self._queue.get(timeout=self._due())]
+                batch = [self._queue.get(timeout=self._wait_s())]
             except queue.Empty:
-                self._write([], 0)  # lines a full disk refused: try again
+                self._write_held()  # the window is over (or lines a full disk refused: try again)
                 self._report()
                 continue
             if self.coalesce_s and self._queue.qsize() < MAX_BATCH:
@@ -255,38 +260,51 @@ class Recorder:
             if not self._handle_batch(batch):
                 return
 
+    def _wait_s(self) -> float:
+        """How long the writer may wait for an item: until a periodic task is due,
+        or the held writes' window ends."""
+        wait = self._due()
+        if self._held_since is not None:
+            wait = min(wait, max(0.0, self._held_since + WRITE_EVERY_S - time.monotonic()))
+        return wait
+
     def _handle_batch(self, batch: list[object]) -> bool:
-        """Handle a batch, writing as it goes every LINES_PER_WRITE lines or
-        WRITE_EVERY_S (the index never trails by a whole batch). False once
-        told to stop."""
-        chunk: list[Writes] = []
-        calls = lines = 0
+        """Handle a batch; what it writes is held and written once per WRITE_EVERY_S
+        window (or MAX_HELD_LINES lines), so a connection's frame log takes one
+        write per window, not one per turn. HTTP calls are written at the batch's
+        end (their submitters may be pacing on them). False once told to stop."""
         backlog = self._queue.qsize() + len(batch) > BACKLOG_ITEMS
-        started = yielded = time.monotonic()
+        yielded = time.monotonic()
         for item in batch:
             if item is _STOP or callable(item):
-                self._write(chunk, calls)  # a task (flush, restore) sees every earlier line written
-                chunk, calls, lines = [], 0, 0
+                self._write_held()  # a task (flush, restore) sees every earlier line written
                 if item is _STOP:
                     return False
                 self._run_task(item)  # type: ignore[arg-type]
                 continue
+            if self._held_since is None:
+                self._held_since = time.monotonic()
             for fact in item if isinstance(item, list) else [item]:
                 writes = self._handle(fact, backlog)
                 if writes is not None:
-                    chunk.append(writes)
-                    lines += len(writes.lines)
-            calls += isinstance(item, HttpCall)
+                    self._held.append(writes)
+                    self._held_lines += len(writes.lines)
+            self._held_calls += isinstance(item, HttpCall)
             now = time.monotonic()
-            if lines >= LINES_PER_WRITE or now - started >= WRITE_EVERY_S:
-                self._write(chunk, calls)
-                chunk, calls, lines, started = [], 0, 0, time.monotonic()
+            if self._held_lines >= MAX_HELD_LINES or now - self._held_since >= WRITE_EVERY_S:
+                self._write_held()
             if now - yielded >= YIELD_EVERY_S:
                 _yield_cpu()
                 yielded = time.monotonic()
-        self._write(chunk, calls)
+        if self._held_calls:
+            self._write_held()
         self._report()
         return True
+
+    def _write_held(self) -> None:
+        held, calls = self._held, self._held_calls
+        self._held, self._held_calls, self._held_lines, self._held_since = [], 0, 0, None
+        self._write(held, calls)
 
     def _write(self, chunk: list[Writes], calls: int) -> None:
         """New frame-log lines, the chunk's index lines in one write, then its files,

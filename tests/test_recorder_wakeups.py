@@ -74,6 +74,7 @@ def test_a_long_batch_gives_the_cpu_away_between_items(tmp_path, monkeypatch):
     closed = WsClosed("c1", 101, [], b"", CloseInfo("client", 1000), {}, {}, 0.01)
     recorder._handle_batch([opened, closed])
     assert len(yields) == 2
+    recorder._write_held()
     recorder.store.close()
     lines = [json.loads(line) for line in (tmp_path / "logs" / "index.ndjson").read_text().splitlines()]
     assert [line["id"] for line in lines] == ["c1"]  # yielding changed nothing recorded
@@ -103,3 +104,63 @@ def test_calls_past_the_backlog_wait_each_at_its_own_gate_until_the_writer_catch
         recorder.close(timeout=30.0)
     lines = (tmp_path / "logs" / "index.ndjson").read_text().splitlines()
     assert len(lines) == BACKLOG_ITEMS + 1
+
+
+def test_what_batches_write_is_held_for_a_window_then_each_frame_log_takes_one_write(tmp_path, monkeypatch):
+    """Turns handled in separate batches inside one WRITE_EVERY_S window reach the
+    disk together: one frame-log write for the connection, the lines after it."""
+    from ccxray import recorder as recorder_module
+    from ccxray.record import WsOpened, WsRun
+
+    monkeypatch.setattr(recorder_module, "WRITE_EVERY_S", 600.0)
+    recorder = Recorder(Store(tmp_path / "logs"), Assembler(PriceTable.load()))
+    appends: list[int] = []
+    real_append = recorder.store.append_frames
+    monkeypatch.setattr(recorder.store, "append_frames",
+                        lambda conn_id, data: (appends.append(len(data)), real_append(conn_id, data)))
+    now = time.time()
+    recorder._handle_batch([WsOpened("c1", now, "/v1/responses", "openai", None, [])])
+    create = json.dumps({"type": "response.create", "model": "gpt-5-codex", "input": "hi"})
+    done = json.dumps({"type": "response.completed", "response": {"id": "r", "status": "completed"}})
+    seq = 1
+    for turn in range(3):
+        recorder._handle_batch([[WsRun("c1", "c2u", now + turn, seq, [(create, len(create), False)])]])
+        recorder._handle_batch([[WsRun("c1", "u2c", now + turn, seq + 1, [(done, len(done), False)])]])
+        seq += 2
+    index = tmp_path / "logs" / "index.ndjson"
+    assert appends == [] and (not index.exists() or index.read_text() == "")  # all held
+    recorder._write_held()
+    recorder.store.close()
+    lines = [json.loads(line) for line in index.read_text().splitlines()]
+    assert [line["id"] for line in lines] == ["c1-t0", "c1-t1", "c1-t2"]
+    assert len(appends) == 1  # three turns' frames, one write
+    log_size = (tmp_path / "logs" / "c1_frames.ndjson").stat().st_size
+    assert appends == [log_size] and lines[-1]["frames"][1] == log_size
+
+
+def test_an_http_call_is_written_at_its_batch_end_whatever_the_window(tmp_path, monkeypatch):
+    from ccxray import recorder as recorder_module
+
+    monkeypatch.setattr(recorder_module, "WRITE_EVERY_S", 600.0)
+    recorder = Recorder(Store(tmp_path / "logs"), Assembler(PriceTable.load()))
+    call = _call(recorder)
+    recorder._handle_batch([call])
+    recorder.store.close()
+    lines = (tmp_path / "logs" / "index.ndjson").read_text().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == [call.id]
+
+
+def test_the_writer_writes_a_held_window_without_a_flush(tmp_path):
+    """With the thread running, what was handled reaches the index once the window
+    ends even when nothing else is submitted (the wait is cut to the window)."""
+    from ccxray.record import CloseInfo, WsClosed, WsOpened
+
+    recorder = Recorder(Store(tmp_path / "logs"), Assembler(PriceTable.load()))
+    recorder.start()
+    index = tmp_path / "logs" / "index.ndjson"
+    try:
+        recorder.submit(WsOpened("c1", time.time(), "/v1/responses", "openai", None, []))
+        recorder.submit(WsClosed("c1", 101, [], b"", CloseInfo("client", 1000), {}, {}, 0.01))
+        wait_until(lambda: index.exists() and '"c1"' in index.read_text(), timeout=30.0)
+    finally:
+        recorder.close(timeout=30.0)

@@ -110,7 +110,9 @@ class WsAssembler:
     def handle_opened(self, opened: WsOpened) -> None:
         headers, provider = codex_headers(opened.req_headers), provider_name(opened.provider)
         seen = identify_codex(headers, None) if provider == "openai" else identify(provider, opened.req_headers, None)
-        ident = self.sessions.resolve(seen, opened.started)
+        # marked inferred from the start (as ``_richer`` marks it after a turn): every turn
+        # of a connection whose upgrade named no session then says so alike
+        ident = _connection_identity(self.sessions.resolve(seen, opened.started))
         self._ws[opened.id] = _WsState(opened, ident, TurnTracker(opened.id), headers)
 
     def handle_run(self, run: WsRun) -> Writes | None:
@@ -246,7 +248,8 @@ class WsAssembler:
         seen = identify_codex(state.headers, request) if codex_may_name_session(state.headers, request) else None
         ident = self.sessions.resolve(seen if seen and seen.session_id else state.identity, ts, system_text)
         self.stored.remember_prompt(system_text, ident, writes, "openai", state.opened.req_headers)
-        state.identity = _richer(state.identity, ident)
+        if ident is not state.identity:  # (the connection's own: nothing to add)
+            state.identity = _richer(state.identity, ident)
         digest = self.stored.store_system_prompt(system_text, writes)
         chain = ("ws", ident.session_id or state.opened.id, ident.is_subagent, digest)
         if "\n" not in text and self.stored.keep_whole(turn_id, request, size, chain):

@@ -420,3 +420,13 @@ def test_session_without_id_in_the_upgrade_is_marked_inferred(fake, proxy):
         ws.recv(timeout=10)
     conn = [l for l in proxy.lines(3) if l["kind"] == "connection"][-1]
     assert conn["sessionInferred"] is True and conn["sessionId"] is None
+
+
+def test_every_turn_of_a_connection_without_a_session_says_so_alike(fake, proxy):
+    """The first turn used to say ``sessionInferred: false`` and the later ones true."""
+    with connect(ws_url(proxy)) as ws:  # no session headers, no session in the frames
+        for _ in range(3):
+            ws.send(json.dumps(CREATE))
+            recv_until_completed(ws)
+    turns = [l for l in proxy.lines(4) if l["kind"] == "turn"]
+    assert [(t["sessionId"], t["sessionInferred"]) for t in turns] == [(None, True)] * 3

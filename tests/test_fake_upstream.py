@@ -357,6 +357,15 @@ def test_ws_echo_text_and_binary(fake: FakeUpstream) -> None:
     assert frames == [{"dir": "c2u", "text": "hello"}, {"dir": "c2u", "binary": True, "size": 3}]
 
 
+def test_ws_turns_mode_answers_each_message_with_one_whole_turn(fake: FakeUpstream) -> None:
+    with connect(fake.ws_url + "/v1/responses?fake_mode=turns:5") as ws:
+        for _ in range(2):
+            ws.send(json.dumps({"type": "response.create", "model": "gpt-5.5", "input": "hi"}))
+            events = [json.loads(ws.recv(timeout=TIMEOUT_S)) for _ in range(5)]
+            assert [e["type"] for e in events] == ["response.output_text.delta"] * 4 + ["response.completed"]
+            assert events[-1]["response"]["usage"]["input_tokens"] == 1200
+
+
 def test_ws_echo_fragmented_reassembles(fake: FakeUpstream) -> None:
     with connect(fake.ws_url + "/v1/responses?fake_mode=echo-fragmented") as ws:
         ws.send("abcdefgh")

@@ -430,3 +430,15 @@ def test_every_turn_of_a_connection_without_a_session_says_so_alike(fake, proxy)
             recv_until_completed(ws)
     turns = [l for l in proxy.lines(4) if l["kind"] == "turn"]
     assert [(t["sessionId"], t["sessionInferred"]) for t in turns] == [(None, True)] * 3
+
+
+def test_the_benchmarks_turns_mode_records_a_whole_priced_turn_per_round(fake, proxy):
+    """``tools/bench.py`` charges "Codex turns of K events" to the recorder's per-turn
+    work: each round there must be a turn line with usage and cost."""
+    with connect(ws_url(proxy), additional_headers={"x-fake-mode": "turns:4"}) as ws:
+        for _ in range(3):
+            ws.send(json.dumps(CREATE))
+            assert [json.loads(ws.recv(timeout=10))["type"] for _ in range(4)][-1] == "response.completed"
+    turns = [l for l in proxy.lines(4) if l["kind"] == "turn"]
+    assert len(turns) == 3 and all(t["status"] == 200 and t["error"] is None for t in turns)
+    assert all(t["usage"]["input_tokens"] == 1200 and t["cost"]["total"] > 0 for t in turns)

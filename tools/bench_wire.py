@@ -89,6 +89,16 @@ def client_message_text() -> bytes:
     )
 
 
+def create_message_text() -> bytes:
+    """A small ``response.create``: with the fake's ``turns:K`` mode each one is a
+    whole Codex turn (K events, the last ``response.completed``) in the recorder."""
+    return (
+        b'{"type":"response.create","model":"gpt-5.5","instructions":"ccxray bench",'
+        b'"input":[{"type":"message","role":"user","content":[{"type":"input_text","text":"ping"}]}],'
+        b'"tools":[],"store":false,"stream":true}'
+    )
+
+
 # ---------------------------------------------------------------- HTTP responses
 
 

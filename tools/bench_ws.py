@@ -22,6 +22,7 @@ from tools.bench_wire import (
     await_close,
     client_message_text,
     close_frame,
+    create_message_text,
     masked_frame,
     open_ws,
     read_data_frames,
@@ -34,6 +35,8 @@ CLOSE_WAIT_S = 2.0
 THREADS_BACK_S = 10.0  # after closing the idle sessions, the proxy's threads should be gone by then
 WARM_SESSIONS = 20
 MESSAGE = masked_frame(OP_TEXT, client_message_text())
+CREATE = masked_frame(OP_TEXT, create_message_text())
+TURN_SHAPES = (10, 200)  # events per Codex turn: a short reply (the shared compare.sh's shape), a long one
 
 
 def ws_target(mode: str) -> str:
@@ -165,6 +168,37 @@ def frames_per_second(svc: Services, plan: Plan, report: Report) -> None:
                                    "proxy_frames_total": proxy.frames_total, "proxy_cpu_s": cpu.proxy_s}
 
 
+def _turns_load(svc: Services, plan: Plan, port: int, events: int) -> tuple[LoadResult, CpuUse]:
+    spec = {"kind": "ws", "port": port, "warmup_s": plan.ws_warmup_s, "duration_s": plan.ws_duration_s,
+            "request": ws_handshake(port, ws_target(f"turns:{events}")),
+            "message": CREATE, "frames_per_round": events}
+    return measured(svc, lambda: run_load(spec, plan.ws_conns, plan.workers, connect_s=1.5, probe=svc.cpu_mark))
+
+
+def codex_turns(svc: Services, plan: Plan, report: Report) -> None:
+    """Every round a whole Codex turn (a ``response.create``, K events back): the
+    recorder's per-turn work (request, line, usage, cost) on top of the frames.
+    CPU is counted until the proxy is idle again, so a recorder that fell behind
+    is charged for catching up."""
+    n = plan.ws_conns
+    for events in TURN_SHAPES:
+        (direct, _), (proxy, cpu) = (_turns_load(svc, plan, port, events) for port in (svc.fake_port, svc.proxy_port))
+        for result in (direct, proxy):
+            if result.errors:
+                report.note(f"Codex turns of {events}: {result.errors} errors ({result.error_text})")
+        report.add(Row(SECTION, f"Codex turns of {events} events, {n} conns: frames/s out", "frame/s",
+                       direct.frames_per_second, proxy.frames_per_second, Compare.RATIO))
+        # frames relayed: the K answers and the create of each round
+        relayed = proxy.frames_total + proxy.total
+        report.add(Row(SECTION, f"  proxy CPU per frame (turns of {events}, all recorded)", "us", None,
+                       cpu.proxy_s / max(1, relayed) * 1e6))
+        if cpu.settle_s > 0.5:
+            report.note(f"Codex turns of {events}: the proxy kept working {cpu.settle_s:.1f}s after the load "
+                        "stopped (recorder backlog, charged above)")
+        report.details[f"ws_turns_{events}"] = {"proxy_frames_total": proxy.frames_total, "rounds": proxy.total,
+                                                "proxy_cpu_s": cpu.proxy_s, "settle_s": cpu.settle_s}
+
+
 # ---------------------------------------------------------------- idle sessions
 
 
@@ -251,4 +285,5 @@ def run_ws(svc: Services, plan: Plan, report: Report) -> None:
     round_trip(svc, plan, report)
     handshake(svc, plan, report)
     frames_per_second(svc, plan, report)
+    codex_turns(svc, plan, report)
     idle_sessions(svc, plan, report)

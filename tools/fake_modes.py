@@ -61,6 +61,7 @@ WS_MODES: dict[str, ArgKind] = {
     "binary": ArgKind.INT,
     "ping": ArgKind.INT,
     "frames": ArgKind.INT,
+    "turns": ArgKind.INT,
     "slow-reader": ArgKind.NONE,
     "send-big": ArgKind.INT,
 }

@@ -263,6 +263,19 @@ def bench_frames(count: int) -> list[str]:
     return [f"{head}{number}}}" for number in range(count)]
 
 
+def bench_turn_frames(count: int) -> list[str]:
+    """One Codex turn of ``count`` events for benchmarks: ``count - 1`` text
+    deltas of ``bench_frames`` and a ``response.completed`` with usage."""
+    completed = json.dumps({
+        "type": "response.completed", "sequence_number": count - 1,
+        "response": {"id": "resp_fake_bench", "object": "response", "status": "completed", "model": DEFAULT_MODEL,
+                     "usage": {"input_tokens": 1200, "input_tokens_details": {"cached_tokens": 1024},
+                               "output_tokens": 40, "output_tokens_details": {"reasoning_tokens": 0},
+                               "total_tokens": 1240}},
+    }, separators=(",", ":"))
+    return bench_frames(max(0, count - 1)) + [completed]
+
+
 def parse_json_object(body: bytes | str) -> Json:
     """The body as a JSON object, or {} when it is not one."""
     try:

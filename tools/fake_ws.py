@@ -36,7 +36,7 @@ from wsproto.events import (
 from wsproto.extensions import PerMessageDeflate
 
 from tools.fake_modes import Mode
-from tools.fake_payloads import Json, bench_frames, codex_events, parse_json_object, pattern_bytes
+from tools.fake_payloads import Json, bench_frames, bench_turn_frames, codex_events, parse_json_object, pattern_bytes
 from tools.fake_shared import FakeContext, CLOSE_WAIT_S, IDLE_TIMEOUT_S, RECV_BYTES, wait_for_hangup
 
 
@@ -285,6 +285,11 @@ def _ws_frames(session: WsSession, mode: Mode) -> None:
     session.serve_each(lambda _: session.send(*frames))
 
 
+def _ws_turns(session: WsSession, mode: Mode) -> None:
+    frames = [TextMessage(data=text) for text in bench_turn_frames(mode.number or 0)]
+    session.serve_each(lambda _: session.send(*frames))
+
+
 def _ws_slow_reader(session: WsSession, mode: Mode) -> None:
     wait_for_hangup(session.sock, IDLE_TIMEOUT_S)
 
@@ -306,6 +311,7 @@ _WS_HANDLERS: dict[str, Callable[[WsSession, Mode], None]] = {
     "binary": _ws_binary,
     "ping": _ws_ping,
     "frames": _ws_frames,
+    "turns": _ws_turns,
     "slow-reader": _ws_slow_reader,
     "send-big": _ws_send_big,
     # "refuse" and "never-answer" are handled before the 101, in HttpConnection.

@@ -187,11 +187,11 @@ def codex_turns(svc: Services, plan: Plan, report: Report) -> None:
             if result.errors:
                 report.note(f"Codex turns of {events}: {result.errors} errors ({result.error_text})")
         report.add(Row(SECTION, f"Codex turns of {events} events, {n} conns: frames/s out", "frame/s",
-                       direct.frames_per_second, proxy.frames_per_second, Compare.RATIO))
+                       direct.frames_per_second, proxy.frames_per_second, Compare.RATIO, recorder=cpu.recorder))
         # frames relayed: the K answers and the create of each round
         relayed = proxy.frames_total + proxy.total
-        report.add(Row(SECTION, f"  proxy CPU per frame (turns of {events}, all recorded)", "us", None,
-                       cpu.proxy_s / max(1, relayed) * 1e6))
+        report.add(Row(SECTION, f"  proxy CPU per frame (turns of {events}, recorder's catch-up included)", "us",
+                       None, cpu.proxy_s / max(1, relayed) * 1e6, recorder=cpu.recorder))
         if cpu.settle_s > 0.5:
             report.note(f"Codex turns of {events}: the proxy kept working {cpu.settle_s:.1f}s after the load "
                         "stopped (recorder backlog, charged above)")

@@ -38,6 +38,12 @@ class LengthBody:
     def left(self) -> int:
         return self._left
 
+    def count(self, size: int) -> None:
+        """``size`` body bytes were read outside ``feed`` (never past the body's end)."""
+        if size > self._left:
+            raise ValueError(f"{size} bytes read where {self._left} were left")
+        self._left -= size
+
     def feed(self, data: bytes) -> list[bytes]:
         if len(data) <= self._left:
             self._left -= len(data)

@@ -9,7 +9,9 @@ bounded whatever the response size; the file is bounded by the recording
 cap (``CCXRAY_MAX_BODY_MB``), past which the call is marked truncated.
 
 Runs on the relay's thread; a file that cannot be written only ends the
-spilling (the call says so), never the relay.
+spilling (the call says so), never the relay. A spilling body may be handed
+over as views of the relay's one reused read buffer: bytes are copied only
+where they are kept (the head, the tail), the file is written from the view.
 """
 
 from __future__ import annotations
@@ -39,26 +41,37 @@ class BodyKeeper:
         self._fd: int | None = None
         self._written = 0
         self._large = False           # announced past the budget: spill from the first byte
+        self._length: int | None = None  # the announced length
 
     def expect(self, length: int) -> None:
         """The body's announced length: one past the budget spills from its first
         byte, not after the budget has been held (and copied to the file at once)."""
         self._large = length > self.budget
+        self._length = length
 
-    def add(self, data: bytes) -> None:
+    @property
+    def spills_whole(self) -> bool:
+        """True when the body goes to its file from the first byte (announced past the budget):
+        then only its ends are kept in memory and :meth:`add` may be given views."""
+        return self._large
+
+    def add(self, data: bytes | memoryview) -> None:
+        """Keep (or spill) the next bytes; a memoryview only once ``spills_whole``."""
         self.size += len(data)
         if not self.spilled:
             if not self._large and self.kept + len(data) <= self.budget:
-                self.head.append(data)
+                self.head.append(bytes(data))
                 self.kept += len(data)
                 return
             self._start_spill()
         self._spill(data)
         if self.kept < HEAD_BYTES:  # spilled from the first byte (expect): the head fills first
-            piece = data[:HEAD_BYTES - self.kept]
+            piece = bytes(data[:HEAD_BYTES - self.kept])
             self.head.append(piece)
             self.kept += len(piece)
-            return
+            if len(piece) == len(data):
+                return
+            data = data[len(piece):]
         self._keep_tail(data)
 
     def _start_spill(self) -> None:
@@ -74,13 +87,15 @@ class BodyKeeper:
             else:
                 self._keep_tail(chunk)
 
-    def _keep_tail(self, data: bytes) -> None:
-        self.tail.append(data)
+    def _keep_tail(self, data: bytes | memoryview) -> None:
+        if self._length is not None and self.size <= self._length - TAIL_BYTES:
+            return  # the body's length is known: these bytes end before its last TAIL_BYTES
+        self.tail.append(bytes(data))
         self._tail_bytes += len(data)
         while self._tail_bytes - len(self.tail[0]) >= TAIL_BYTES:
             self._tail_bytes -= len(self.tail.popleft())
 
-    def _spill(self, data: bytes) -> None:
+    def _spill(self, data: bytes | memoryview) -> None:
         if self.error is not None or self.truncated:
             return
         room = self.cap - self._written

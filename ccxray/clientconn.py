@@ -12,6 +12,7 @@ from http import HTTPStatus
 import socket
 import ssl
 import time
+from typing import Sequence
 
 import h11
 
@@ -162,16 +163,19 @@ class ClientConn:
     def encode(self, event: h11.Event) -> bytes:
         return self.h11.send(event) or b""
 
-    def sendall(self, data: bytes | bytearray) -> None:
+    def sendall(self, data: bytes | bytearray | memoryview) -> None:
         """Write bytes; a failure means the agent went away (ClientGone)."""
         try:
             self.sock.sendall(data)
         except OSError as exc:
             raise ClientGone(f"client went away while we answered: {exc}") from exc
 
-    def send_pieces(self, pieces: list[bytes]) -> None:
+    def send_pieces(self, pieces: Sequence[bytes | memoryview]) -> None:
         """Write several buffers as one (``sendmsg``: no copy to join them); ClientGone on failure."""
-        if isinstance(self.sock, ssl.SSLSocket) or len(pieces) < 2:
+        if len(pieces) == 1:
+            self.sendall(pieces[0])
+            return
+        if isinstance(self.sock, ssl.SSLSocket) or not pieces:
             self.sendall(b"".join(pieces))
             return
         views = [memoryview(p) for p in pieces if p]

@@ -183,6 +183,23 @@ class UpstreamConn:
         except OSError as exc:
             raise UpstreamProtocolError(f"reading from {_where(self.upstream)} failed: {exc}") from exc
 
+    def recv_into(self, view: memoryview, now: bool = False) -> int:
+        """One read into ``view``: the count, 0 at EOF. ``now``: only what is already
+        there, -1 if nothing is (the caller then waits and reads again, one poll
+        saved per read while a large body keeps coming). Translates socket errors."""
+        try:
+            if not now:
+                return self.sock.recv_into(view)
+            if isinstance(self.sock, ssl.SSLSocket):  # TLS reads take no flags: its own buffer or wait
+                return self.sock.recv_into(view) if self.sock.pending() else -1
+            return self.sock.recv_into(view, 0, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return -1
+        except socket.timeout as exc:
+            raise UpstreamTimeout(f"{_where(self.upstream)} sent nothing for too long") from exc
+        except OSError as exc:
+            raise UpstreamProtocolError(f"reading from {_where(self.upstream)} failed: {exc}") from exc
+
     def feed(self, data: bytes) -> None:
         """Give received bytes (b"" at EOF) to h11."""
         self.bytes_in += len(data)

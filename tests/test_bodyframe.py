@@ -124,3 +124,48 @@ def test_length_body_takes_exactly_its_bytes(length: int, cuts: list[int], after
     for piece in pieces(whole, cuts):
         got += b"".join(reader.feed(piece))
     assert got == body[:length] and reader.done and reader.leftover == after
+
+
+def by_h11_length(body: bytes, length: int) -> tuple[bytes, bytes]:
+    """(payload, bytes after it) as h11 reads a Content-Length response whose body is ``body``."""
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
+    conn.send(h11.EndOfMessage())
+    conn.receive_data(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % length + body)
+    assert isinstance(conn.next_event(), h11.Response)
+    payload = b""
+    while not isinstance(event := conn.next_event(), h11.EndOfMessage):
+        assert isinstance(event, h11.Data)
+        payload += event.data
+    return payload, conn.trailing_data[0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0, max_value=3000), cut_lists, st.integers(min_value=1, max_value=700),
+       st.binary(max_size=40))
+def test_bounded_reads_into_one_buffer_take_what_h11_takes(length: int, cuts: list[int], room: int,
+                                                           after: bytes) -> None:
+    """The relay's way with a spilling body: reads of at most what is left, into one reused
+    buffer, counted; the bytes after the body stay unread for the connection's next answer."""
+    from ccxray.bodyframe import LengthBody
+    body = (bytes(range(256)) * 12)[:length]
+    wire = pieces(body + after, cuts)  # what each recv could return at most
+    reader, buf, got = LengthBody(length), bytearray(room), b""
+    while not reader.done:
+        arrived = wire.pop(0)
+        n = min(len(arrived), room, reader.left)
+        buf[:n] = arrived[:n]
+        if n < len(arrived):
+            wire.insert(0, arrived[n:])
+        reader.count(n)
+        got += bytes(buf[:n])
+    assert (got, b"".join(wire)) == by_h11_length(body + after, length)
+
+
+def test_counting_past_the_body_is_refused() -> None:
+    from ccxray.bodyframe import LengthBody
+    reader = LengthBody(3)
+    reader.count(2)
+    with pytest.raises(ValueError):
+        reader.count(2)
+    assert reader.left == 1

@@ -189,3 +189,26 @@ def test_200_mb_of_small_sse_events_keeps_proxy_memory_bounded(fake, tmp_path):
     assert relayed >= 200 * MB
     assert line["stopReason"] == "end_turn" and line["usage"]["output_tokens"] == 4321
     assert peak_mb < 150, f"peak RSS {peak_mb:.1f} MiB"
+
+
+def test_keeper_given_views_of_one_reused_buffer_copies_only_what_it_keeps(tmp_path):
+    """The relay reads a spilling body into one buffer: the file gets every byte, the head and
+    tail are copies (a later read into the buffer cannot change them), and with the length
+    known only the last TAIL_BYTES are held for the tail."""
+    path = tmp_path / "x_res.body"
+    keeper = BodyKeeper(2 * MB, 50 * MB, str(path))
+    whole = b"".join(bytes([i % 251]) * 200_000 for i in range(30))  # 6 MB, reads straddle head and tail
+    keeper.expect(len(whole))
+    assert keeper.spills_whole
+    buf = bytearray(256 * 1024)
+    view = memoryview(buf)
+    for at in range(0, len(whole), len(buf)):
+        piece = whole[at:at + len(buf)]
+        buf[:len(piece)] = piece
+        keeper.add(view[:len(piece)])
+    buf[:] = b"\xff" * len(buf)
+    keeper.close()
+    assert path.read_bytes() == whole and keeper.size == len(whole)
+    assert b"".join(keeper.head) == whole[:HEAD_BYTES]
+    tail = keeper.tail_bytes()
+    assert whole.endswith(tail) and TAIL_BYTES <= len(tail) < TAIL_BYTES + len(buf)

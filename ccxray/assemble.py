@@ -14,7 +14,8 @@ import base64
 from typing import Any
 
 from . import headers as hdr
-from .decode import decode_body
+from .decode import content_encodings, decode_body
+from .jsonends import json_ends
 from .pricing import PriceTable
 from .reqdelta import MARK, WHOLE_BELOW_BYTES
 from .record import INDEX_FIELDS, HttpCall, WsClosed, WsFrame, WsOpened, WsRun, iso_ms
@@ -37,6 +38,15 @@ def _spilled_sample(head: bytes, call: HttpCall) -> bytes:
     if cut < 0 or start < 0:
         return head
     return head[:cut + 2] + call.resp_tail[start + 2:]
+
+
+def _spilled_json_ends(head: bytes, call: HttpCall) -> dict[str, object] | None:
+    """The line's fields of a spilled JSON body (not content-encoded), read from its
+    two ends: its head alone is no JSON, so it is not parsed whole in vain."""
+    content_type = hdr.get(call.resp_headers, "content-type") or ""
+    if "json" not in content_type.lower() or content_encodings(call.resp_headers):
+        return None
+    return json_ends(head, call.resp_tail)
 
 
 class Assembler:
@@ -93,13 +103,15 @@ class Assembler:
 
     def _http(self, call: HttpCall) -> Writes:
         raw = b"".join(call.resp_body)
+        ends = None
         if call.resp_spill is not None:
             raw = _spilled_sample(raw, call)
-        body, undecoded = decode_body(raw, call.resp_headers)
+            ends = _spilled_json_ends(raw, call)
+        body, undecoded = decode_body(raw, call.resp_headers) if ends is None else (b"", None)
         provider = provider_name(call.provider)
         summary = summarize_http(provider, call.req_headers, call.req_body,
                                  call.resp_headers, body if undecoded is None else b"",
-                                 call.status, self.prices)
+                                 call.status, self.prices, ends)
         ident = self.sessions.resolve(summary.identity, call.started, summary.system_text)
         response: object = summary.response
         if undecoded is not None:

@@ -171,14 +171,19 @@ def generated_title(text: str) -> str | None:
 
 def summarize_http(provider: str, req_headers: Sequence[Header], req_body: bytes,
                    resp_headers: Sequence[Header], resp_body: bytes, status: int | None,
-                   prices: PriceTable) -> Summary:
+                   prices: PriceTable, ends: dict[str, object] | None = None) -> Summary:
     """Everything the index line and sidecars need from one finished HTTP call.
 
     `provider` is "anthropic" or "openai"; `resp_body` is already content-decoded.
+    `ends`: for a JSON body too large to keep, the top-level fields found at its
+    ends (jsonends) stand for the response; `resp_body` is then not read.
     `status` is accepted for symmetry with the record (the body says more).
     """
     request, request_is_json = _parse_body(req_body)
-    response, is_sse, response_is_json = _parse_response(resp_headers, resp_body)
+    if ends is None:
+        response, is_sse, response_is_json = _parse_response(resp_headers, resp_body)
+    else:
+        response, is_sse, response_is_json, resp_body = ends, False, False, b""
     response_json = None
     if is_sse:  # the events, and the JSON text of their list as it will be stored
         response, response_json = response  # type: ignore[misc]

@@ -1,0 +1,78 @@
+"""A JSON response too large to keep gets its line's fields from its two ends,
+the same fields a parse of the whole body gives."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from hypothesis import given, settings, strategies as st
+
+from ccxray.assemble import Assembler
+from ccxray.jsonends import json_ends
+from ccxray.pricing import PriceTable
+from ccxray.record import HttpCall
+
+# text that tries to look like the keys looked for: inside a JSON string their quotes are escaped
+tricky_text = st.lists(st.sampled_from(list('ab "\\:{}\u00e9') + ['"model": "x"', '"usage":{', '"id":1']),
+                       max_size=600).map("".join)
+
+
+def message(text: str, tool_input: dict[str, object]) -> dict[str, object]:
+    return {"id": "msg_01", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+            "content": [{"type": "text", "text": text}, {"type": "tool_use", "id": "t1", "name": "Bash",
+                                                         "input": tool_input}],
+            "stop_reason": "tool_use", "stop_sequence": None,
+            "usage": {"input_tokens": 12, "output_tokens": 345, "cache_read_input_tokens": 6}}
+
+
+@settings(max_examples=200, deadline=None)
+@given(tricky_text, st.dictionaries(st.sampled_from(["cmd", "type", "id"]), tricky_text, max_size=3),
+       st.integers(min_value=200, max_value=4000), st.booleans())
+def test_the_ends_give_what_the_whole_body_gives(text: str, tool_input: dict[str, object], cut: int,
+                                                 spaced: bool) -> None:
+    whole = message(text, tool_input)
+    body = json.dumps(whole, indent=1 if spaced else None, ensure_ascii=False).encode()
+    found = json_ends(body[:cut], body[-cut:])
+    assert found is not None
+    for key in ("id", "type", "role", "model", "stop_reason", "stop_sequence", "usage"):
+        assert found[key] == whole[key]
+
+
+def test_a_responses_object_and_a_chat_completion_give_their_fields() -> None:
+    responses = {"id": "resp_1", "object": "response", "status": "completed", "model": "gpt-5-codex",
+                 "output": [{"type": "message", "content": [{"type": "output_text", "text": "y" * 9000}]}],
+                 "usage": {"input_tokens": 5, "output_tokens": 6, "total_tokens": 11}}
+    body = json.dumps(responses).encode()
+    assert json_ends(body[:2000], body[-2000:]) == {
+        "id": "resp_1", "object": "response", "status": "completed", "model": "gpt-5-codex",
+        "type": "message", "usage": responses["usage"]}  # "type": the first one is an output item's: not read
+    chat = json.dumps({"id": "c1", "object": "chat.completion", "model": "gpt-4o", "choices": [],
+                       "usage": {"prompt_tokens": 1}}).encode()
+    assert json_ends(chat, chat)["usage"] == {"prompt_tokens": 1}  # type: ignore[index]
+
+
+def test_what_is_no_json_object_or_no_key_gives_nothing() -> None:
+    assert json_ends(b"event: ping\ndata: {}\n\n", b"") is None
+    assert json_ends(b'{"model', b"") == {}
+    assert json_ends(b'{"type":"model", "model" :\n "m"', b'"usage": [1, 2') == {"type": "model", "model": "m"}
+
+
+def test_a_spilled_json_answer_is_summarized_from_its_ends() -> None:
+    whole = json.dumps(message("z" * 5_000_000, {"cmd": "ls"})).encode()
+    call = HttpCall(id="big2", started=time.time(), method="POST", url="/v1/messages", provider="anthropic",
+                    upstream_url="https://api.anthropic.com/v1/messages",
+                    req_headers=[("content-type", "application/json")],
+                    req_body=b'{"model":"claude-haiku-4-5","messages":[]}', status=200,
+                    resp_headers=[("content-type", "application/json")],
+                    resp_body=[whole[:1 << 20]], resp_spill="big2_res.body", resp_tail=whole[-(1 << 20):],
+                    resp_size=len(whole), elapsed_s=0.5)
+    writes = Assembler(PriceTable.load()).handle(call)
+    assert writes is not None
+    (line,) = writes.lines
+    assert line["model"] == "claude-sonnet-4-5" and line["stopReason"] == "tool_use"
+    assert line["usage"]["output_tokens"] == 345 and line["responseMetadata"]["responseId"] == "msg_01"
+    assert line["cost"] is not None and line["isSSE"] is False
+    (res,) = [obj.response for cid, part, obj in writes.sidecars if part == "res"]
+    assert res == {"bodyFile": "big2_res.body", "size": len(whole), "spilled": True, "truncated": False}
+    assert not writes.raw

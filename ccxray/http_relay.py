@@ -276,7 +276,7 @@ class Exchange:
             reader.count(got)
             self.client.send_pieces(self._client_pieces(chunk))
             self.body.add(chunk)
-        self._end_framed(up, reader, [])
+        self._end_framed(up, reader, [], up.has_unread())
 
     def _client_pieces(self, body: bytes | memoryview) -> list[bytes | memoryview]:
         """``body`` in the client's framing: h11 writes the framing, the bytes pass through."""
@@ -284,10 +284,12 @@ class Exchange:
         return list(self.client.h11.send_with_data_passthrough(h11.Data(data=cast(bytes, body))) or [])
 
     def _end_framed(self, up: UpstreamConn, reader: LengthBody | ChunkedDecoder,
-                    pieces: list[bytes | memoryview]) -> None:
+                    pieces: list[bytes | memoryview], unread: bool = False) -> None:
+        """The body is whole: end it for the client; ``unread``: upstream sent more after it."""
         pieces.append(self.client.encode(h11.EndOfMessage()))
         self.client.send_pieces(pieces)
-        up.body_read_outside(not reader.leftover and self.head is not None and _keeps_alive(self.head))
+        extra = unread or bool(reader.leftover)
+        up.body_read_outside(not extra and self.head is not None and _keeps_alive(self.head))
 
     @staticmethod
     def _cut_short(up: UpstreamConn) -> UpstreamProtocolError:

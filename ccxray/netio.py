@@ -200,6 +200,16 @@ class UpstreamConn:
         except OSError as exc:
             raise UpstreamProtocolError(f"reading from {_where(self.upstream)} failed: {exc}") from exc
 
+    def has_unread(self) -> bool:
+        """Bytes (or EOF) wait on the socket: after a body read to its exact end,
+        an upstream that sent more than it announced (or closed) is not reused."""
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return True
+        try:
+            return readable_now(self.sock)
+        except (OSError, ValueError):
+            return True
+
     def feed(self, data: bytes) -> None:
         """Give received bytes (b"" at EOF) to h11."""
         self.bytes_in += len(data)

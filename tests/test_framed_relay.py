@@ -163,3 +163,43 @@ def test_random_chunkings_and_writes_arrive_identical(make_proxy: Any) -> None:
                 assert read_response(sock)[1] == payload
         lines = proxy.lines(len(payloads))
     assert upstream.connections == 1 and not any(line["error"] for line in lines)
+
+
+SPILLING = 2_500_000  # past the 2 MiB floor of CCXRAY_RECORD_MAX_MB=1: read into one buffer, spilled whole
+
+
+def length_answer(body: bytes, announced: int | None = None, after: bytes = b"") -> list[bytes]:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (
+        len(body) if announced is None else announced)
+    return [head + body[:100_000], body[100_000:] + after]
+
+
+@pytest.mark.parametrize("after,connections", [(b"", 1), (b"JUNK", 2)])
+def test_a_spilling_body_is_read_to_its_exact_end(make_proxy: Any, after: bytes, connections: int) -> None:
+    """Never read past the announced end: the next answer on the connection stays whole, and an
+    upstream that sent more than it announced is not reused."""
+    bodies = [pattern(SPILLING), pattern(SPILLING + 7)[7:]]
+    with KeepAliveUpstream([length_answer(bodies[0], after=after), length_answer(bodies[1])]) as upstream:
+        proxy = make_proxy(ANTHROPIC_BASE_URL=f"http://127.0.0.1:{upstream.port}", CCXRAY_RECORD_MAX_MB="1")
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+            for body in bodies:
+                post_on(sock, proxy.port)
+                assert read_response(sock)[1] == body
+        lines = proxy.lines(2)
+    assert [line["error"] for line in lines] == [None, None]
+    assert [(proxy.logs / f"{line['id']}_res.body").read_bytes() for line in lines] == bodies
+    assert upstream.connections == connections
+
+
+def test_a_spilling_body_cut_short_closes_the_client_and_keeps_what_came(make_proxy: Any) -> None:
+    body = pattern(SPILLING)
+    with KeepAliveUpstream([length_answer(body[:2_000_000], announced=SPILLING)]) as upstream:
+        proxy = make_proxy(ANTHROPIC_BASE_URL=f"http://127.0.0.1:{upstream.port}", CCXRAY_RECORD_MAX_MB="1")
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+            post_on(sock, proxy.port)
+            with pytest.raises(http.client.IncompleteRead) as cut:
+                read_response(sock)
+        (line,) = proxy.lines(1)
+    assert cut.value.partial == body[:2_000_000]
+    assert "before the end of the response body" in line["error"]
+    assert (proxy.logs / f"{line['id']}_res.body").read_bytes() == body[:2_000_000]

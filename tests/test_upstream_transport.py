@@ -184,3 +184,15 @@ def _race_releases(pool: UpstreamPool, origins: list[Upstream]) -> None:
             conn.close()
         for _, b in pairs:
             b.close()
+
+
+def test_a_body_past_the_recording_budget_over_tls(fake, ca, tls_front, make_proxy, tmp_path, monkeypatch):
+    """Read into one buffer from a TLS socket (what TLS already decrypted is read before any wait)."""
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    proxy = make_proxy(ANTHROPIC_BASE_URL=f"https://localhost:{tls_front.port}", CCXRAY_RECORD_MAX_MB="1")
+    status, body = post(proxy.port, headers={"x-fake-mode": "big:3000000"})
+    assert status == 200 and len(body) == 3_000_000
+    (line,) = proxy.lines(1)
+    assert line["error"] is None and (proxy.logs / f"{line['id']}_res.body").read_bytes() == body

@@ -323,25 +323,31 @@ class Recorder:
         finally:
             if calls:  # submitters pacing on the backlog may go on
                 self._calls_written(calls)
-        self._turns_started(chunk)
+        ended = {turn_id for writes in chunk for turn_id in writes.ended}
+        self._turns_started(chunk, ended)
         self._publish(written)
-        self._turns_ended(chunk)
+        self._turns_ended(chunk, ended)
 
-    def _turns_started(self, chunk: list[Writes]) -> None:
-        """Announce the chunk's new turns (before its lines: a turn that ended in the
-        same chunk then has its line after its start)."""
+    def _turns_started(self, chunk: list[Writes], ended: set[str]) -> None:
+        """Announce the chunk's new turns that are still under way (before its lines).
+        A turn that also ended in the chunk is not announced at all: it was never
+        under way for anyone reading what is written."""
         for writes in chunk:
             for call in writes.started:
+                if call.id in ended:
+                    ended.discard(call.id)  # (nor ended: nothing announced it)
+                    continue
                 self._under_way.setdefault(call.connectionId or "", set()).add(call.id)
                 self._turn_start(call)
 
-    def _turns_ended(self, chunk: list[Writes]) -> None:
-        """Turns whose line the chunk holds (written or not, they are over), then every
-        turn left of a connection that closed: a line that could not be built must
-        not leave its turn under way for good."""
+    def _turns_ended(self, chunk: list[Writes], ended: set[str]) -> None:
+        """Turns whose line the chunk holds (written or not, they are over) that were
+        announced, then every turn left of a connection that closed: a line that
+        could not be built must not leave its turn under way for good."""
         for writes in chunk:
             for turn_id in writes.ended:
-                self._end_turn(turn_id)
+                if turn_id in ended:
+                    self._end_turn(turn_id)
         closed, self._closed = self._closed, []
         for conn_id in closed:
             for turn_id in sorted(self._under_way.pop(conn_id, ())):

@@ -222,6 +222,18 @@ def test_a_turn_is_under_way_from_its_create_until_its_line(tmp_path: Path) -> N
     recorder.store.close()
 
 
+def test_a_turn_begun_and_ended_within_one_write_is_never_announced(tmp_path: Path) -> None:
+    """Nobody reading what is written could have seen it under way: no start, no end, just its line."""
+    events: list[tuple[str, str]] = []
+    recorder = Recorder(Store(tmp_path / "logs"), Assembler(PriceTable.load()))
+    recorder.follow_turns(lambda call: events.append(("start", call.id)), lambda turn_id: events.append(("end", turn_id)))
+    recorder.add_listener(lambda line: events.append(("line", line["id"])))
+    recorder._handle_batch(_session("c1", time.time(), _creates(1), close=False))
+    recorder._write_held()
+    assert events == [("line", "c1-t0")]
+    recorder.store.close()
+
+
 def test_a_turn_the_connection_cut_short_is_no_longer_under_way(tmp_path: Path) -> None:
     events: list[tuple[str, str]] = []
     recorder = Recorder(Store(tmp_path / "logs"), Assembler(PriceTable.load()))

@@ -13,7 +13,6 @@ from typing import Callable
 
 from .access import allowed_hosts, own_origins
 from .assemble import Assembler
-from .bodykeep import RingPool
 from .config import Settings
 from .lineindex import LineIndex
 from .inflight import InFlightRegistry
@@ -25,7 +24,6 @@ from .sessionindex import SessionIndex
 from .store import Store
 
 PRUNE_EVERY_S = 6 * 3600
-SPARE_RINGS = 1  # read buffers kept for the next body past the recording budget (one budget of memory)
 
 
 def load_prices(settings: Settings) -> PriceTable:
@@ -81,7 +79,6 @@ class App:
         self.settings = settings
         self.recorder = recorder
         self.pool = UpstreamPool(settings.tunnel, settings.connect_timeout_s, settings.read_timeout_s)
-        self.rings = RingPool(SPARE_RINGS)  # a body past the recording budget reuses its read buffer
         self.stopping = threading.Event()
         self.port = settings.port
         self.set_port(settings.port)

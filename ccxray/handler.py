@@ -157,7 +157,7 @@ class ConnectionHandler:
                         req_headers=headers, req_body=body)
         with self.app.inflight.track(call.id, method, target, where.provider, "http", headers, body, started):
             return Exchange(self.client, self.app.pool, self.app.settings, call, where,
-                            self.app.recorder.submit, self.app.rings).run(req)
+                            self.app.recorder.submit).run(req)
 
     def _check_length(self, headers: list[tuple[str, str]]) -> None:
         declared = hdr.get(headers, "content-length")

@@ -27,7 +27,7 @@ import h11
 
 from . import headers as hdr
 from .bodyframe import ChunkedDecoder, ChunkedError, LengthBody
-from .bodykeep import BodyKeeper, RingPool
+from .bodykeep import BodyKeeper
 from .clientconn import ClientConn
 from .config import Settings
 from .errors import ClientGone, UpstreamConnectError, UpstreamProtocolError, UpstreamTimeout
@@ -99,8 +99,7 @@ class Exchange:
     """One request/response through the proxy, with its recording."""
 
     def __init__(self, client: ClientConn, pool: UpstreamPool, settings: Settings,
-                 call: HttpCall, route: Route, submit: Callable[[HttpCall], None],
-                 rings: RingPool | None = None) -> None:
+                 call: HttpCall, route: Route, submit: Callable[[HttpCall], None]) -> None:
         self.client = client
         self.pool = pool
         self.settings = settings
@@ -109,7 +108,7 @@ class Exchange:
         self.submit = submit
         self.t0 = time.monotonic()
         self.body = BodyKeeper(settings.record_max_bytes, settings.max_body_bytes,
-                               f"{settings.logs_dir}/{call.id}_res.body", rings)
+                               f"{settings.logs_dir}/{call.id}_res.body")
         self.finished = False
         self.head_only = False  # a HEAD request: the answer has no body whatever it says
         self.head: h11.Response | None = None
@@ -260,13 +259,12 @@ class Exchange:
 
     def _pump_spilled(self, up: UpstreamConn, reader: LengthBody) -> None:
         """The rest of a body of known length that goes to its file whole: read
-        into the keeper's one buffer (LateSpill), never past the body's end, each
-        read sent from there. Bytes are copied only where they are kept (the head
-        and tail the recorder reads); the file is written as the buffer comes round
-        and at the end, after the client has the last byte (peer first)."""
-        late = self.body.late_spill()
+        into one reused buffer, never past the body's end, each read sent and
+        spilled from that buffer. Bytes are copied only where they are kept
+        (the head and tail the recorder reads), as with the pump of the design card."""
+        view = memoryview(bytearray(BODY_READ_BYTES))
         while not reader.done:
-            room = late.room(min(BODY_READ_BYTES, reader.left))
+            room = view[:min(BODY_READ_BYTES, reader.left)]
             got = up.recv_into(room, now=True)
             if got < 0:
                 _wait_readable(up, self.client, self.settings.read_timeout_s)
@@ -274,8 +272,10 @@ class Exchange:
             if not got:
                 raise self._cut_short(up)
             up.bytes_in += got
+            chunk = room[:got]
             reader.count(got)
-            self.client.send_pieces(self._client_pieces(late.took(got)))
+            self.client.send_pieces(self._client_pieces(chunk))
+            self.body.add(chunk)
         self._end_framed(up, reader, [], up.has_unread())
 
     def _client_pieces(self, body: bytes | memoryview) -> list[bytes | memoryview]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ccxray.assemble import Assembler
-from ccxray.bodykeep import HEAD_BYTES, TAIL_BYTES, BodyKeeper, RingPool
+from ccxray.bodykeep import HEAD_BYTES, TAIL_BYTES, BodyKeeper
 from ccxray.pricing import PriceTable
 from ccxray.record import HttpCall
 
@@ -212,54 +212,3 @@ def test_keeper_given_views_of_one_reused_buffer_copies_only_what_it_keeps(tmp_p
     assert b"".join(keeper.head) == whole[:HEAD_BYTES]
     tail = keeper.tail_bytes()
     assert whole.endswith(tail) and TAIL_BYTES <= len(tail) < TAIL_BYTES + len(buf)
-
-
-def read_late(keeper: BodyKeeper, whole: bytes, most: int) -> None:
-    """What the relay does with a spilling body of known length: reads into the LateSpill ring."""
-    late = keeper.late_spill()
-    at = 0
-    while at < len(whole):
-        room = late.room(most)
-        got = min(len(room), len(whole) - at, most)
-        room[:got] = whole[at:at + got]
-        late.took(got)
-        at += got
-
-
-def test_late_spill_writes_what_the_ring_cannot_hold_then_the_rest_at_close(tmp_path):
-    path = tmp_path / "x_res.body"
-    keeper = BodyKeeper(2 * MB, 50 * MB, str(path))  # a ring of budget - HEAD_BYTES = 1 MiB
-    whole = b"".join(bytes([i % 251]) * 100_003 for i in range(50))  # 5 MB, reads straddle the ring's end
-    keeper.expect(len(whole))
-    read_late(keeper, whole, 300_000)
-    behind = len(whole) - path.stat().st_size
-    assert 0 < behind <= 2 * MB - HEAD_BYTES  # the file lags by at most the ring
-    keeper.close()
-    assert path.read_bytes() == whole and keeper.size == len(whole)
-    assert b"".join(keeper.head) == whole[:HEAD_BYTES] and whole.endswith(keeper.tail_bytes())
-    assert len(keeper.tail_bytes()) >= TAIL_BYTES
-
-
-def test_late_spill_stops_the_file_at_the_cap(tmp_path):
-    path = tmp_path / "x_res.body"
-    keeper = BodyKeeper(2 * MB, 3 * MB, str(path))
-    whole = bytes(range(256)) * (5 * MB // 256)
-    keeper.expect(len(whole))
-    read_late(keeper, whole, 256 * 1024)
-    keeper.close()
-    assert keeper.truncated and path.read_bytes() == whole[:3 * MB] and keeper.size == len(whole)
-
-
-def test_a_ring_is_kept_for_the_next_body_and_carries_nothing_over(tmp_path):
-    rings = RingPool(1)
-    bodies = [b"a" * (3 * MB), bytes(range(256)) * (3 * MB // 256 + 1)]
-    used = []
-    for i, whole in enumerate(bodies):
-        keeper = BodyKeeper(2 * MB, 50 * MB, str(tmp_path / f"{i}_res.body"), rings)
-        keeper.expect(len(whole))
-        read_late(keeper, whole, 200_000)
-        used.append(keeper.late_spill()._ring)
-        keeper.close()
-        assert (tmp_path / f"{i}_res.body").read_bytes() == whole
-    assert used[0] is used[1]
-    assert rings.take(len(used[0])) is used[0] and len(rings.take(len(used[0]))) == len(used[0])  # then a new one

@@ -4,18 +4,14 @@ the same fields a parse of the whole body gives."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 
 from hypothesis import given, settings, strategies as st
 
 from ccxray.assemble import Assembler
-from ccxray.cli import main
 from ccxray.jsonends import json_ends
 from ccxray.pricing import PriceTable
 from ccxray.record import HttpCall
-
-from .test_framed_relay import KeepAliveUpstream, post_on, read_response
 
 # text that tries to look like the keys looked for: inside a JSON string their quotes are escaped
 tricky_text = st.lists(st.sampled_from(list('ab "\\:{}\u00e9') + ['"model": "x"', '"usage":{', '"id":1']),
@@ -80,21 +76,3 @@ def test_a_spilled_json_answer_is_summarized_from_its_ends() -> None:
     (res,) = [obj.response for cid, part, obj in writes.sidecars if part == "res"]
     assert res == {"bodyFile": "big2_res.body", "size": len(whole), "spilled": True, "truncated": False}
     assert not writes.raw
-
-
-def test_a_json_answer_past_the_budget_reads_back_through_the_proxy(make_proxy, capsys) -> None:
-    """Relayed byte-identical, its file the bytes that came, its line's fields from its ends,
-    and ``show ID --res`` naming the file."""
-    whole = json.dumps(message('q\\"' * 1_200_000, {"cmd": "ls"})).encode()  # 6 MB of escapes
-    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(whole)
-    with KeepAliveUpstream([[head + whole[:5000], whole[5000:]]]) as upstream:
-        proxy = make_proxy(ANTHROPIC_BASE_URL=f"http://127.0.0.1:{upstream.port}", CCXRAY_RECORD_MAX_MB="1")
-        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
-            post_on(sock, proxy.port)
-            assert read_response(sock)[1] == whole
-        (line,) = proxy.lines(1)
-    assert (line["model"], line["stopReason"], line["usage"]["input_tokens"]) == ("claude-sonnet-4-5", "tool_use", 12)
-    assert (proxy.logs / f"{line['id']}_res.body").read_bytes() == whole
-    assert main(["--home", str(proxy.logs.parent), "show", line["id"], "--res"]) == 0
-    shown = json.loads(capsys.readouterr().out)
-    assert shown == {"bodyFile": f"{line['id']}_res.body", "size": len(whole), "spilled": True, "truncated": False}

@@ -172,13 +172,17 @@ class ClientConn:
 
     def send_pieces(self, pieces: Sequence[bytes | memoryview]) -> None:
         """Write several buffers as one (``sendmsg``: no copy to join them); ClientGone on failure."""
+        if not all(pieces):  # (an empty one, e.g. the end of a Content-Length body, is no syscall)
+            pieces = [p for p in pieces if p]
+            if not pieces:
+                return
         if len(pieces) == 1:
             self.sendall(pieces[0])
             return
-        if isinstance(self.sock, ssl.SSLSocket) or not pieces:
+        if isinstance(self.sock, ssl.SSLSocket):
             self.sendall(b"".join(pieces))
             return
-        views = [memoryview(p) for p in pieces if p]
+        views = [memoryview(p) for p in pieces]
         try:
             while views:
                 sent = self.sock.sendmsg(views[:IOV_MAX])

@@ -46,10 +46,22 @@ def test_a_responses_object_and_a_chat_completion_give_their_fields() -> None:
     body = json.dumps(responses).encode()
     assert json_ends(body[:2000], body[-2000:]) == {
         "id": "resp_1", "object": "response", "status": "completed", "model": "gpt-5-codex",
-        "type": "message", "usage": responses["usage"]}  # "type": the first one is an output item's: not read
-    chat = json.dumps({"id": "c1", "object": "chat.completion", "model": "gpt-4o", "choices": [],
+        "usage": responses["usage"]}  # no "type": the output item's is not the object's own
+    chat = json.dumps({"id": "c1", "object": "chat.completion", "model": "gpt-4o",
+                       "choices": [{"index": 0, "message": {"content": "x" * 9000}, "finish_reason": "stop"}],
                        "usage": {"prompt_tokens": 1}}).encode()
-    assert json_ends(chat, chat)["usage"] == {"prompt_tokens": 1}  # type: ignore[index]
+    assert json_ends(chat[:2000], chat[-2000:]) == {
+        "id": "c1", "object": "chat.completion", "model": "gpt-4o", "usage": {"prompt_tokens": 1},
+        "choices": [{"finish_reason": "stop"}]}
+
+
+def test_a_nested_objects_key_is_not_the_objects_own() -> None:
+    """A nested object before the real key, with a key that reads like the one looked for."""
+    body = json.dumps({"id": "r", "object": "response", "tools": [{"model": "EVIL", "x\"model": "EVIL"}],
+                       "instructions": 'say "model": "EVIL"', "model": "gpt-5-codex", "output": []}).encode()
+    assert json_ends(body, b"")["model"] == "gpt-5-codex"  # type: ignore[index]
+    cut = body.index(b'"model": "gpt')  # the head ends before the real key: no model at all
+    assert "model" not in json_ends(body[:cut], b"")  # type: ignore[operator]
 
 
 def test_what_is_no_json_object_or_no_key_gives_nothing() -> None:
@@ -76,3 +88,23 @@ def test_a_spilled_json_answer_is_summarized_from_its_ends() -> None:
     (res,) = [obj.response for cid, part, obj in writes.sidecars if part == "res"]
     assert res == {"bodyFile": "big2_res.body", "size": len(whole), "spilled": True, "truncated": False}
     assert not writes.raw
+
+
+def test_a_spilled_chat_completion_is_summarized_from_its_ends() -> None:
+    whole = json.dumps({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": "z" * 3_000_000},
+                                     "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": 100, "completion_tokens": 700_000, "total_tokens": 700_100}}
+                       ).encode()
+    call = HttpCall(id="big3", started=time.time(), method="POST", url="/v1/chat/completions", provider="openai",
+                    upstream_url="https://api.openai.com/v1/chat/completions",
+                    req_headers=[("content-type", "application/json")],
+                    req_body=b'{"model":"gpt-4o-mini","messages":[]}', status=200,
+                    resp_headers=[("content-type", "application/json")],
+                    resp_body=[whole[:1 << 20]], resp_spill="big3_res.body", resp_tail=whole[-(1 << 20):],
+                    resp_size=len(whole), elapsed_s=0.5)
+    writes = Assembler(PriceTable.load()).handle(call)
+    assert writes is not None
+    (line,) = writes.lines
+    assert line["model"] == "gpt-4o" and line["stopReason"] == "stop"
+    assert line["usage"]["completion_tokens"] == 700_000 and line["cost"] is not None

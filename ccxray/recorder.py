@@ -36,8 +36,6 @@ most once a minute while they last, and traffic keeps flowing.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import os
 import logging
 import queue
@@ -50,6 +48,7 @@ from .writes import Writes
 from .framelog import conn_of_turn
 from .inflight import InFlight
 from .offsets import IndexOffsets
+from .pacing import PacingGates
 from .record import HttpCall, IdFactory, WsClosed, WsFrame, WsOpened, WsRun
 from .restore import RestoreStats, prune, restore
 from .sessionindex import SessionIndex
@@ -76,10 +75,12 @@ _STOP = object()
 class Recorder:
     """Queue + writer thread around an :class:`Assembler` and a :class:`Store`."""
 
-    def __init__(self, store: Store, assembler: Assembler, coalesce_s: float = COALESCE_S) -> None:
+    def __init__(self, store: Store, assembler: Assembler, coalesce_s: float = COALESCE_S,
+                 write_every_s: float = WRITE_EVERY_S) -> None:
         self.store = store
         self.assembler = assembler
         self.coalesce_s = coalesce_s
+        self.write_every_s = write_every_s
         self._hurry = threading.Event()  # set by flush and close: no waiting for more items
         self.ids = IdFactory()
         self.dropped = 0             # frames not recorded: the backlog was over MAX_QUEUE_ITEMS
@@ -87,10 +88,7 @@ class Recorder:
         self.failures = 0            # writes that failed (disk full, permissions, ...)
         self.last_failure: str | None = None
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self._calls_in = itertools.count(1)  # HTTP calls submitted
-        self._calls_out = 0                  # HTTP calls whose line was written (or failed)
-        self._paced: list[tuple[int, threading.Lock]] = []  # (call number, its closed gate), a heap
-        self._paced_lock = threading.Lock()
+        self.gates = PacingGates(BACKLOG_ITEMS, PACE_S)  # HTTP submitters waiting while the writer is behind
         self._listeners: list[Listener] = []
         self._listeners_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -129,41 +127,9 @@ class Recorder:
         if backlog >= MAX_QUEUE_ITEMS and isinstance(item, (WsFrame, list)):
             self.dropped += 1  # the disk cannot keep up: lose a frame record, never the traffic
             return
-        if isinstance(item, HttpCall):
-            number = next(self._calls_in)  # atomic under the GIL
-            self._queue.put(item)
-            if number - self._calls_out >= BACKLOG_ITEMS and self._thread is not None:
-                self._pace(number)
-            return
         self._queue.put(item)
-
-    def _pace(self, number: int) -> None:
-        """Wait (at most PACE_S) until all but BACKLOG_ITEMS of the calls before
-        call ``number`` are written."""
-        gate = threading.Lock()
-        gate.acquire()
-        with self._paced_lock:
-            if number - self._calls_out < BACKLOG_ITEMS:
-                return
-            heapq.heappush(self._paced, (number, gate))
-        if not gate.acquire(timeout=PACE_S):
-            with self._paced_lock:  # the writer is stuck: stop waiting, and leave no gate behind
-                if (number, gate) in self._paced:
-                    self._paced.remove((number, gate))
-                    heapq.heapify(self._paced)
-
-    def _calls_written(self, calls: int) -> None:
-        """Open the gates of the submitters whose call is now within the backlog."""
-        with self._paced_lock:
-            self._calls_out += calls
-            paced = self._paced
-            while paced and paced[0][0] - self._calls_out < BACKLOG_ITEMS:
-                heapq.heappop(paced)[1].release()
-
-    def _open_all_gates(self) -> None:
-        with self._paced_lock:
-            while self._paced:
-                self._paced.pop()[1].release()
+        if isinstance(item, HttpCall):
+            self.gates.submitted(wait=self._thread is not None)
 
     def run_on_writer(self, task: Callable[[], None]) -> None:
         """Run ``task`` on the writer thread, in order with the recorded items
@@ -227,7 +193,7 @@ class Recorder:
             self._hurry.set()
             self._thread.join(timeout)
             self._thread = None
-            self._open_all_gates()  # nothing will be written any more: nobody waits for it
+            self.gates.open_all()  # nothing will be written any more: nobody waits for it
         self.store.close()
 
     def _due(self) -> float:
@@ -237,6 +203,7 @@ class Recorder:
         for entry in self._periodic:
             if now >= entry[1]:
                 entry[1] = now + entry[0]
+                self._write_held()  # a task (a prune) sees every earlier line written
                 self._run_task(entry[2])
             wait = min(wait, entry[1] - now)
         return max(wait, 0.01)
@@ -265,7 +232,7 @@ class Recorder:
         or the held writes' window ends."""
         wait = self._due()
         if self._held_since is not None:
-            wait = min(wait, max(0.0, self._held_since + WRITE_EVERY_S - time.monotonic()))
+            wait = min(wait, max(0.0, self._held_since + self.write_every_s - time.monotonic()))
         return wait
 
     def _handle_batch(self, batch: list[object]) -> bool:
@@ -291,7 +258,7 @@ class Recorder:
                     self._held_lines += len(writes.lines)
             self._held_calls += isinstance(item, HttpCall)
             now = time.monotonic()
-            if self._held_lines >= MAX_HELD_LINES or now - self._held_since >= WRITE_EVERY_S:
+            if self._held_lines >= MAX_HELD_LINES or now - self._held_since >= self.write_every_s:
                 self._write_held()
             if now - yielded >= YIELD_EVERY_S:
                 _yield_cpu()
@@ -322,7 +289,7 @@ class Recorder:
                 self._write_files(writes)
         finally:
             if calls:  # submitters pacing on the backlog may go on
-                self._calls_written(calls)
+                self.gates.written(calls)
         ended = {turn_id for writes in chunk for turn_id in writes.ended}
         self._turns_started(chunk, ended)
         self._publish(written)

@@ -94,12 +94,12 @@ def test_calls_past_the_backlog_wait_each_at_its_own_gate_until_the_writer_catch
         paced = [threading.Thread(target=recorder.submit, args=(_call(recorder),)) for _ in range(2)]
         for thread in paced:
             thread.start()
-        wait_until(lambda: len(recorder._paced) == 2, 30, "two submitters at their gates")
+        wait_until(lambda: recorder.gates.waiting == 2, 30, "two submitters at their gates")
         assert all(thread.is_alive() for thread in paced)  # nothing was written: both still wait
         assert recorder.flush(timeout=30.0)
         for thread in paced:
             thread.join(30.0)
-        assert not any(thread.is_alive() for thread in paced) and recorder._paced == []
+        assert not any(thread.is_alive() for thread in paced) and recorder.gates.waiting == 0
     finally:
         recorder.close(timeout=30.0)
     lines = (tmp_path / "logs" / "index.ndjson").read_text().splitlines()
@@ -109,11 +109,9 @@ def test_calls_past_the_backlog_wait_each_at_its_own_gate_until_the_writer_catch
 def test_what_batches_write_is_held_for_a_window_then_each_frame_log_takes_one_write(tmp_path, monkeypatch):
     """Turns handled in separate batches inside one WRITE_EVERY_S window reach the
     disk together: one frame-log write for the connection, the lines after it."""
-    from ccxray import recorder as recorder_module
     from ccxray.record import WsOpened, WsRun
 
-    monkeypatch.setattr(recorder_module, "WRITE_EVERY_S", 600.0)
-    recorder = Recorder(Store(tmp_path / "logs"), Assembler(PriceTable.load()))
+    recorder = Recorder(Store(tmp_path / "logs"), Assembler(PriceTable.load()), write_every_s=600.0)
     appends: list[int] = []
     real_append = recorder.store.append_frames
     monkeypatch.setattr(recorder.store, "append_frames",
@@ -138,11 +136,8 @@ def test_what_batches_write_is_held_for_a_window_then_each_frame_log_takes_one_w
     assert appends == [log_size] and lines[-1]["frames"][1] == log_size
 
 
-def test_an_http_call_is_written_at_its_batch_end_whatever_the_window(tmp_path, monkeypatch):
-    from ccxray import recorder as recorder_module
-
-    monkeypatch.setattr(recorder_module, "WRITE_EVERY_S", 600.0)
-    recorder = Recorder(Store(tmp_path / "logs"), Assembler(PriceTable.load()))
+def test_an_http_call_is_written_at_its_batch_end_whatever_the_window(tmp_path):
+    recorder = Recorder(Store(tmp_path / "logs"), Assembler(PriceTable.load()), write_every_s=600.0)
     call = _call(recorder)
     recorder._handle_batch([call])
     recorder.store.close()
@@ -164,3 +159,19 @@ def test_the_writer_writes_a_held_window_without_a_flush(tmp_path):
         wait_until(lambda: index.exists() and '"c1"' in index.read_text(), timeout=30.0)
     finally:
         recorder.close(timeout=30.0)
+
+
+def test_a_periodic_task_sees_every_held_line_written(tmp_path):
+    """A prune that runs while writes are held must find them in the index first."""
+    from ccxray.record import CloseInfo, WsClosed, WsOpened
+
+    recorder = Recorder(Store(tmp_path / "logs"), Assembler(PriceTable.load()), write_every_s=600.0)
+    index = tmp_path / "logs" / "index.ndjson"
+    seen: list[str] = []
+    recorder.every(0.0, lambda: seen.append(index.read_text() if index.exists() else ""))
+    recorder._handle_batch([WsOpened("c1", time.time(), "/v1/responses", "openai", None, []),
+                            WsClosed("c1", 101, [], b"", CloseInfo("client", 1000), {}, {}, 0.01)])
+    assert not index.exists() or '"c1"' not in index.read_text()  # held
+    recorder._due()
+    recorder.store.close()
+    assert len(seen) == 1 and '"c1"' in seen[0]

@@ -135,9 +135,9 @@ def _redirect_to_log(paths: HubPaths) -> None:
 def start_server(settings: Settings) -> ProxyServer:
     """The proxy of a serving process (foreground or background), started, with the
     collector settled for the long run (``gctune``: not for servers built in tests)."""
-    server = ProxyServer(settings).start()
-    tune_gc()
-    return server
+    server = ProxyServer(settings)
+    tune_gc()  # built, not started: nothing the restore is building when it starts is frozen with it
+    return server.start()
 
 
 def _daemon(settings: Settings, keep: bool, grace_s: float, ready_fd: int,

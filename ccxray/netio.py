@@ -186,7 +186,9 @@ class UpstreamConn:
     def recv_into(self, view: memoryview, now: bool = False) -> int:
         """One read into ``view``: the count, 0 at EOF. ``now``: only what is already
         there, -1 if nothing is (the caller then waits and reads again, one poll
-        saved per read while a large body keeps coming). Translates socket errors."""
+        saved per read while a large body keeps coming: the socket is blocking,
+        with no timeout, or CPython would poll before the read anyway).
+        Translates socket errors."""
         try:
             if not now:
                 return self.sock.recv_into(view)

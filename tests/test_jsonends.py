@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 from hypothesis import given, settings, strategies as st
 
@@ -12,6 +13,7 @@ from ccxray.assemble import Assembler
 from ccxray.jsonends import json_ends
 from ccxray.pricing import PriceTable
 from ccxray.record import HttpCall
+from ccxray.writes import Writes
 
 # text that tries to look like the keys looked for: inside a JSON string their quotes are escaped
 tricky_text = st.lists(st.sampled_from(list('ab "\\:{}\u00e9') + ['"model": "x"', '"usage":{', '"id":1']),
@@ -70,18 +72,23 @@ def test_what_is_no_json_object_or_no_key_gives_nothing() -> None:
     assert json_ends(b'{"type":"model", "model" :\n "m"', b'"usage": [1, 2') == {"type": "model", "model": "m"}
 
 
-def test_a_spilled_json_answer_is_summarized_from_its_ends() -> None:
-    whole = json.dumps(message("z" * 5_000_000, {"cmd": "ls"})).encode()
-    call = HttpCall(id="big2", started=time.time(), method="POST", url="/v1/messages", provider="anthropic",
-                    upstream_url="https://api.anthropic.com/v1/messages",
-                    req_headers=[("content-type", "application/json")],
-                    req_body=b'{"model":"claude-haiku-4-5","messages":[]}', status=200,
+def spilled(call_id: str, provider: str, url: str, request_model: str, whole: bytes) -> tuple[dict[str, Any], Writes]:
+    """The line and writes of a call whose JSON answer ``whole`` went to its file (1 MiB kept at each end)."""
+    call = HttpCall(id=call_id, started=time.time(), method="POST", url=url, provider=provider,
+                    upstream_url=f"https://upstream.example{url}", req_headers=[("content-type", "application/json")],
+                    req_body=json.dumps({"model": request_model, "messages": []}).encode(), status=200,
                     resp_headers=[("content-type", "application/json")],
-                    resp_body=[whole[:1 << 20]], resp_spill="big2_res.body", resp_tail=whole[-(1 << 20):],
+                    resp_body=[whole[:1 << 20]], resp_spill=f"{call_id}_res.body", resp_tail=whole[-(1 << 20):],
                     resp_size=len(whole), elapsed_s=0.5)
     writes = Assembler(PriceTable.load()).handle(call)
     assert writes is not None
     (line,) = writes.lines
+    return line, writes
+
+
+def test_a_spilled_json_answer_is_summarized_from_its_ends() -> None:
+    whole = json.dumps(message("z" * 5_000_000, {"cmd": "ls"})).encode()
+    line, writes = spilled("big2", "anthropic", "/v1/messages", "claude-haiku-4-5", whole)
     assert line["model"] == "claude-sonnet-4-5" and line["stopReason"] == "tool_use"
     assert line["usage"]["output_tokens"] == 345 and line["responseMetadata"]["responseId"] == "msg_01"
     assert line["cost"] is not None and line["isSSE"] is False
@@ -96,15 +103,6 @@ def test_a_spilled_chat_completion_is_summarized_from_its_ends() -> None:
                                      "finish_reason": "stop"}],
                         "usage": {"prompt_tokens": 100, "completion_tokens": 700_000, "total_tokens": 700_100}}
                        ).encode()
-    call = HttpCall(id="big3", started=time.time(), method="POST", url="/v1/chat/completions", provider="openai",
-                    upstream_url="https://api.openai.com/v1/chat/completions",
-                    req_headers=[("content-type", "application/json")],
-                    req_body=b'{"model":"gpt-4o-mini","messages":[]}', status=200,
-                    resp_headers=[("content-type", "application/json")],
-                    resp_body=[whole[:1 << 20]], resp_spill="big3_res.body", resp_tail=whole[-(1 << 20):],
-                    resp_size=len(whole), elapsed_s=0.5)
-    writes = Assembler(PriceTable.load()).handle(call)
-    assert writes is not None
-    (line,) = writes.lines
+    line, _ = spilled("big3", "openai", "/v1/chat/completions", "gpt-4o-mini", whole)
     assert line["model"] == "gpt-4o" and line["stopReason"] == "stop"
     assert line["usage"]["completion_tokens"] == 700_000 and line["cost"] is not None

@@ -59,6 +59,10 @@ from tools.bench_wire import BenchProtocolError  # noqa: E402
 from tools.bench_ws import close_session, open_session, rtt_samples, run_ws  # noqa: E402
 
 
+PIN_HARNESS = {0}  # --pin: the fake upstream and the load generator
+PIN_PROXY = {1}    # --pin: the proxy
+
+
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="ccxray benchmark: direct vs through the proxy")
     parser.add_argument("--quick", action="store_true", help="fewer samples, shorter loads (about 40 s)")
@@ -70,7 +74,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="load-generator processes for the concurrent tests (default: cores, at least 2)")
     parser.add_argument("--peer", action="append", default=[], metavar="LABEL=COMMAND",
                         help="also measure this proxy, started by COMMAND (repeatable)")
+    parser.add_argument("--pin", action="store_true",
+                        help="the fake upstream and the load generator on CPU 0, the proxy on CPU 1 "
+                             "(as the shared compare.sh does), instead of all sharing every core")
     args = parser.parse_args(argv)
+    if args.pin and len(os.sched_getaffinity(0)) < 2:
+        parser.error("--pin needs two usable CPUs")
     for peer in args.peer:
         if "=" not in peer:
             parser.error(f"--peer wants LABEL=COMMAND, got {peer!r}")
@@ -122,6 +131,8 @@ def _finish_notes(svc: Services, report: Report) -> None:
 def run(args: argparse.Namespace) -> tuple[Report, Plan, dict[str, Report]]:
     plan = Plan.quick_run(args.workers) if args.quick else Plan.full(args.workers)
     report = Report()
+    if args.pin:
+        os.sched_setaffinity(0, PIN_HARNESS)  # the fake and the load generator inherit it
     print(_setup_text(plan), flush=True)
     if args.only in (None, "log"):
         run_log(report, args.quick)
@@ -130,18 +141,20 @@ def run(args: argparse.Namespace) -> tuple[Report, Plan, dict[str, Report]]:
     peers: dict[str, Report] = {}
     if args.only in ("log", "storage"):
         return report, plan, peers
-    _run_target(None, args.only, plan, report)
+    proxy_cpus = PIN_PROXY if args.pin else None
+    _run_target(None, args.only, plan, report, proxy_cpus)
     for spec in args.peer:
         label, cmd = spec.split("=", 1)
         print(f"\npeer {label}: {cmd}", flush=True)
         peers[label] = Report()
-        _run_target(cmd, args.only, plan, peers[label])
+        _run_target(cmd, args.only, plan, peers[label], proxy_cpus)
     return report, plan, peers
 
 
-def _run_target(cmd: str | None, only: str | None, plan: Plan, report: Report) -> None:
+def _run_target(cmd: str | None, only: str | None, plan: Plan, report: Report,
+                proxy_cpus: set[int] | None) -> None:
     """Every measurement through one proxy (ccxray when ``cmd`` is None) and direct."""
-    with Services(cmd) as svc:
+    with Services(cmd, proxy_cpus) as svc:
         print(f"fake upstream pid {svc.fake.pid if svc.fake else '?'} port {svc.fake_port}; "
               f"proxy pid {svc.proxy_pid} port {svc.proxy_port}", flush=True)
         _preflight(svc, only)

@@ -117,11 +117,17 @@ def _child_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _spawn(args: list[str], env: dict[str, str], out: Path) -> subprocess.Popen[bytes]:
+def _spawn(args: list[str], env: dict[str, str], out: Path, cpus: set[int] | None = None) -> subprocess.Popen[bytes]:
+    """Start ``args`` (on ``cpus`` only, when given: set before exec, so every thread it starts has them)."""
+    def before_exec() -> None:
+        die_with_parent()
+        if cpus is not None:
+            os.sched_setaffinity(0, cpus)
+
     with open(out, "wb") as stdout, open(out.with_suffix(".err"), "wb") as stderr:
         return subprocess.Popen(
             args, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-            start_new_session=True, preexec_fn=die_with_parent,
+            start_new_session=True, preexec_fn=before_exec,
         )
 
 
@@ -175,9 +181,11 @@ def _stop(proc: subprocess.Popen[bytes] | None) -> None:
 class Services:
     """The fake upstream and the proxy in front of it, with a throwaway CCXRAY_HOME."""
 
-    def __init__(self, proxy_cmd: str | None = None) -> None:
-        """``proxy_cmd``: start a peer instead of ccxray (placeholders {port}, {upstream}, {home})."""
+    def __init__(self, proxy_cmd: str | None = None, proxy_cpus: set[int] | None = None) -> None:
+        """``proxy_cmd``: start a peer instead of ccxray (placeholders {port}, {upstream}, {home});
+        ``proxy_cpus``: the only CPUs the proxy may run on (None: any)."""
         self.proxy_cmd = proxy_cmd
+        self.proxy_cpus = proxy_cpus
         self._tmp = tempfile.TemporaryDirectory(prefix="ccxray-bench-")
         self.home = Path(self._tmp.name)
         self.fake: subprocess.Popen[bytes] | None = None
@@ -235,7 +243,7 @@ class Services:
             self._start_peer(self.proxy_cmd, base, env, out)
             return
         args = [sys.executable, "-m", "ccxray", "--port", "0", "--no-browser"]
-        self.proxy = _spawn(args, env, out)
+        self.proxy = _spawn(args, env, out, self.proxy_cpus)
         self.proxy_port = int(_wait_for_line(self.proxy, out, PROXY_URL, "proxy").group(1))
 
     def _start_peer(self, cmd: str, upstream: str, env: dict[str, str], out: Path) -> None:
@@ -245,7 +253,7 @@ class Services:
         peer_home.mkdir()
         env.update(PROXY_PORT=str(port), HOME=str(peer_home), BROWSER="none")
         args = shlex.split(cmd.format(port=port, upstream=upstream, home=peer_home))
-        self.proxy = _spawn(args, env, out)
+        self.proxy = _spawn(args, env, out, self.proxy_cpus)
         _wait_for_port(self.proxy, port, out)
         self.proxy_port = port
 
